@@ -1,0 +1,295 @@
+"""The ``hwopt`` command line: a thin layer that parses options, calls the library, renders
+the report and maps errors to exit codes.
+
+Exit codes: 0 success; 1 internal error (a bug; the message says where the traceback is);
+2 bad input or usage; 3 a check failed (a CI gate, or a rolled-back pass under --strict);
+4 target not available when --require-target asks for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+from hwopt.errors import EXIT_INTERNAL, HwoptError, one_line
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success; 1 internal error; 2 bad input or usage; "
+    "3 a check failed (CI gate or --strict); 4 target not available (--require-target)."
+)
+
+app = typer.Typer(
+    name="hwopt",
+    help="Make ONNX models fit the hardware they run on.\n\n" + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+# Options shared by several commands, defined once.
+InputShapeOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--input-shape",
+        "-s",
+        metavar="NAME=DxDx...",
+        help="Concrete shape for an input with symbolic dims (repeatable). Open dims default to 1.",
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print the report as JSON on stdout, and nothing else.")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+
+
+def _fail_internal(exc: BaseException) -> None:
+    fd, log_path = tempfile.mkstemp(prefix="hwopt-crash-", suffix=".log")
+    with os.fdopen(fd, "w") as handle:
+        traceback.print_exception(exc, file=handle)
+    print(
+        f"hwopt: internal error: {type(exc).__name__}: {one_line(exc)} (traceback in {log_path})",
+        file=sys.stderr,
+    )
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn hwopt's errors into one-line messages and exit codes; never show a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except HwoptError as exc:
+            print(f"hwopt: error: {one_line(exc, limit=2000)}", file=sys.stderr)
+            raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            print("hwopt: interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - a bug: reported with its traceback in a log
+            _fail_internal(exc)
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def stdout_reserved_for_json(enabled: bool) -> Iterator[Callable[[Any], None]]:
+    """While active, anything written to file descriptor 1 (by us, a library or native code)
+    goes to stderr; the yielded function prints JSON to the real stdout."""
+    if not enabled or not _stdout_is_fd1():
+        yield lambda data: print(json.dumps(data, indent=2))
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+
+        def emit(data: Any) -> None:
+            os.write(saved, (json.dumps(data, indent=2) + "\n").encode())
+
+        yield emit
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _stdout_is_fd1() -> bool:
+    """False when sys.stdout is not the process's fd 1 (captured by a test runner, say)."""
+    try:
+        return sys.stdout.fileno() == 1
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _console(quiet: bool = False) -> Console:
+    # rich drops colour and styling by itself when stdout is not a terminal; there it would
+    # also wrap at 80 columns, so give piped output room for whole table rows.
+    console = Console(quiet=quiet, highlight=False)
+    if not console.is_terminal:
+        console = Console(quiet=quiet, highlight=False, width=160)
+    return console
+
+
+def _shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
+    from hwopt.model.inputs import parse_shape_options
+
+    return parse_shape_options(items or [])
+
+
+def _split_csv(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+@app.command()
+@handle_errors
+def optimize(
+    model: Annotated[Path, typer.Argument(help="The ONNX model to optimize (never modified).")],
+    target: Annotated[
+        str, typer.Option("--target", "-t", help="Target(s), comma-separated: cpu, ...")
+    ] = "cpu",
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="Build folder (default: ./<model>.hwopt)."),
+    ] = None,
+    input_shape: InputShapeOpt = None,
+    inputs: Annotated[
+        Optional[Path],
+        typer.Option("--inputs", help="Feeds for checks and benchmarks: .npz (one array per input) or .npy."),
+    ] = None,
+    passes: Annotated[
+        Optional[str], typer.Option("--passes", help="Run exactly these passes, comma-separated.")
+    ] = None,
+    skip_pass: Annotated[
+        Optional[list[str]], typer.Option("--skip-pass", help="Leave this pass out (repeatable).")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 3 when any pass fails verification.")
+    ] = False,
+    bench: Annotated[
+        bool, typer.Option("--bench/--no-bench", help="Measure latency of original and build.")
+    ] = True,
+    bench_seconds: Annotated[
+        float, typer.Option("--bench-seconds", min=0.0, help="Timed seconds per variant.")
+    ] = 2.0,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Show why each declined match was not rewritten.")
+    ] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Optimize MODEL for a target: verified passes, a build folder, and a report.
+
+    [bold]Examples[/bold]
+
+      hwopt optimize model.onnx --target cpu -o build/
+
+      hwopt optimize model.onnx -s input=1x3x224x224 --json > report.json
+    """
+    from hwopt.bench import BenchConfig
+    from hwopt.optimize import OptimizeOptions
+    from hwopt.optimize import optimize as run_optimize
+
+    options = OptimizeOptions(
+        targets=_split_csv(target) or [],
+        output_dir=output,
+        input_shapes=_shapes(input_shape),
+        inputs_file=inputs,
+        passes=_split_csv(passes),
+        skip_passes=skip_pass or [],
+        strict=strict,
+        benchmark=bench,
+        bench=BenchConfig(target_seconds=bench_seconds),
+    )
+    from hwopt.report.render import render_console
+
+    with stdout_reserved_for_json(json_out) as emit:
+        report = run_optimize(model, options)
+        if json_out:
+            emit(report.to_dict())
+    if not json_out:
+        render_console(report.document(explain=explain), _console(quiet))
+
+
+@app.command()
+@handle_errors
+def inspect(
+    model: Annotated[Path, typer.Argument(help="The ONNX model to inspect.")],
+    input_shape: InputShapeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Describe MODEL: signature, operators, parameters, MACs/FLOPs and hardware-fit notes.
+
+    [bold]Examples[/bold]
+
+      hwopt inspect model.onnx
+
+      hwopt inspect model.onnx -s tokens=1x128x768 --json
+    """
+    from hwopt.inspect import inspect_model
+    from hwopt.report.render import render_console
+
+    with stdout_reserved_for_json(json_out) as emit:
+        report = inspect_model(model, _shapes(input_shape))
+        if json_out:
+            emit(report.to_dict())
+    if not json_out:
+        render_console(report.document(), _console())
+
+
+@app.command("passes")
+@handle_errors
+def list_passes(json_out: JsonOpt = False) -> None:
+    """List the passes: name, description, targets, opset range, tolerance.
+
+    [bold]Example[/bold]
+
+      hwopt passes --json
+    """
+    from hwopt.passes.registry import all_passes
+    from hwopt.report.render import Document, Table, render_console
+
+    rows = [cls.metadata() for cls in all_passes()]
+    if json_out:
+        print(json.dumps({"schema": "hwopt.passes/1", "passes": rows}, indent=2))
+        return
+    table = Table(
+        title="Passes",
+        columns=("name", "description", "targets", "opsets", "tolerance"),
+        rows=[
+            (r["name"], r["description"], ",".join(r["targets"]), f"{r['opsets'][0]}-{r['opsets'][1]}",
+             "bit-exact" if r["tolerance"]["rtol"] == 0 and r["tolerance"]["atol"] == 0
+             else f"rtol {r['tolerance']['rtol']:g}")
+            for r in rows
+        ],
+    )
+    render_console(Document(heading="hwopt passes", tables=[table]), _console())
+
+
+@app.command("targets")
+@handle_errors
+def list_targets(json_out: JsonOpt = False) -> None:
+    """List the targets and whether each can run on this host (and why not).
+
+    [bold]Example[/bold]
+
+      hwopt targets
+    """
+    from hwopt.report.render import Document, Table, render_console
+    from hwopt.targets import get_target, target_names
+
+    described = [get_target(name).describe() for name in target_names()]
+    if json_out:
+        print(json.dumps({"schema": "hwopt.targets/1", "targets": described}, indent=2))
+        return
+    table = Table(
+        title="Targets",
+        columns=("target", "available", "providers", "default passes", "why not"),
+        rows=[
+            (d["name"], "yes" if d["availability"]["available"] else "no",
+             ", ".join(p["name"] for p in d["providers"]), ",".join(d["default_passes"]),
+             d["availability"]["reason"] or "-")
+            for d in described
+        ],
+    )
+    render_console(Document(heading="hwopt targets", tables=[table]), _console())
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,385 @@
+"""``hwopt inspect``: what a model is, what it costs, and how well it fits the hardware.
+
+Compute is counted in multiply-accumulates (MACs) for the operators that dominate inference
+time, from shapes inferred with concrete inputs (FLOPs = 2 x MACs):
+
+* Conv:          N * M * prod(out_spatial) * (C / group) * prod(kernel)
+* ConvTranspose: N * C * prod(in_spatial) * (M / group) * prod(kernel)
+* Gemm:          M * N * K
+* MatMul:        prod(broadcast batch dims) * M * N * K
+
+Hardware-fit notes follow the ideas of hardware-aware design: depthwise and grouped
+convolutions, channel shuffles, channel counts that do not fill SIMD lanes or tensor cores,
+BatchNorm left unfolded, dynamic dimensions, and operators a provider lacks.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import math
+from pathlib import Path
+from typing import Any
+
+import onnx
+import onnxruntime.capi.onnxruntime_pybind11_state as ort_state
+
+from hwopt.model.inputs import InputSpec, declared_shape, resolve_input_specs
+from hwopt.model.load import load_model
+from hwopt.model.shapes import TensorInfo, infer_tensor_info
+from hwopt.model.stats import ModelStats, iter_nodes, model_stats, op_histogram
+from hwopt.report.render import Document, Table, fmt_bytes, fmt_count
+
+SCHEMA = "hwopt.inspect/1"
+# SIMD kernels and tensor cores work on channel blocks: ORT's NCHWc layout uses 8 (AVX2) or
+# 16 (AVX-512) channels; FP16/INT8 tensor cores want multiples of 8.
+CHANNEL_BLOCK = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Note:
+    """One hardware-fit finding: a kind, a sentence, and the nodes it concerns."""
+
+    kind: str
+    message: str
+    nodes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "message": self.message, "nodes": list(self.nodes)}
+
+
+@dataclasses.dataclass
+class NodeCost:
+    name: str
+    op_type: str
+    macs: int | None
+
+
+@dataclasses.dataclass
+class InspectReport:
+    path: str
+    ir_version: int
+    opsets: dict[str, int]
+    producer: str
+    inputs: list[InputSpec]
+    outputs: list[dict[str, Any]]
+    stats: ModelStats
+    histogram: dict[str, int]
+    costs: list[NodeCost]
+    notes: list[Note]
+    shape_method: str
+
+    @property
+    def total_macs(self) -> int:
+        return sum(c.macs or 0 for c in self.costs)
+
+    @property
+    def unknown_cost_nodes(self) -> list[str]:
+        return [c.name for c in self.costs if c.macs is None]
+
+    def macs_by_op(self) -> dict[str, int | None]:
+        """MACs per operator type; None where any node of that type has unknown shapes."""
+        totals: dict[str, int | None] = {}
+        for cost in self.costs:
+            known = totals.get(cost.op_type, 0)
+            totals[cost.op_type] = None if known is None or cost.macs is None else known + cost.macs
+        return totals
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "path": self.path,
+            "ir_version": self.ir_version,
+            "opsets": self.opsets,
+            "producer": self.producer,
+            "inputs": [spec.to_dict() for spec in self.inputs],
+            "outputs": self.outputs,
+            "nodes": self.stats.nodes,
+            "parameters": self.stats.parameters,
+            "weight_bytes": self.stats.weight_bytes,
+            "file_bytes": self.stats.serialized_bytes,
+            "op_histogram": self.histogram,
+            "macs": self.total_macs,
+            "flops": 2 * self.total_macs,
+            "macs_by_op": self.macs_by_op(),
+            "nodes_with_unknown_cost": self.unknown_cost_nodes,
+            "shape_inference": self.shape_method,
+            "node_costs": [dataclasses.asdict(c) for c in self.costs],
+            "notes": [n.to_dict() for n in self.notes],
+        }
+
+    def document(self) -> Document:
+        doc = Document(heading=f"hwopt inspect {self.path}")
+        doc.facts += [
+            ("IR version", str(self.ir_version)),
+            ("opsets", ", ".join(f"{d} {v}" for d, v in self.opsets.items())),
+            ("producer", self.producer or "-"),
+            ("nodes", str(self.stats.nodes)),
+            ("parameters", f"{fmt_count(self.stats.parameters)} ({fmt_bytes(self.stats.weight_bytes)})"),
+            ("file size", fmt_bytes(self.stats.serialized_bytes)),
+            ("shapes", self.shape_method),
+            ("compute", f"{fmt_count(self.total_macs)} MACs = {fmt_count(2 * self.total_macs)} FLOPs "
+             f"at {', '.join(self._shape_text(s) for s in self.inputs)}"),
+        ]
+        doc.tables.append(Table(
+            title="Inputs and outputs",
+            columns=("", "name", "dtype", "declared shape", "shape used"),
+            rows=[("input", s.name, str(s.dtype), _dims(s.declared), "x".join(map(str, s.shape)))
+                  for s in self.inputs]
+            + [("output", o["name"], o["dtype"], _dims(o["declared_shape"]), "-") for o in self.outputs],
+        ))
+        by_op = self.macs_by_op()
+        doc.tables.append(Table(
+            title="Operators",
+            columns=("op", "count", "MACs", "share"),
+            numeric=("count", "MACs", "share"),
+            rows=[(op, str(n), _macs_cell(by_op, op), _share_cell(by_op, op, self.total_macs))
+                  for op, n in sorted(self.histogram.items(), key=lambda kv: (-kv[1], kv[0]))],
+        ))
+        heaviest = sorted((c for c in self.costs if c.macs), key=lambda c: -c.macs)[:10]
+        if heaviest:
+            doc.tables.append(Table(
+                title="Heaviest nodes",
+                columns=("node", "op", "MACs", "share"),
+                numeric=("MACs", "share"),
+                rows=[(c.name, c.op_type, fmt_count(c.macs), f"{c.macs / self.total_macs:.1%}")
+                      for c in heaviest],
+            ))
+        doc.tables.append(Table(
+            title="Hardware fit",
+            columns=("finding", "detail"),
+            rows=[(n.kind, n.message) for n in self.notes] or [("-", "nothing to note")],
+        ))
+        if self.unknown_cost_nodes:
+            doc.warnings.append(
+                f"{len(self.unknown_cost_nodes)} compute node(s) have shapes shape inference could "
+                "not resolve; their MACs are not counted: " + ", ".join(self.unknown_cost_nodes[:5])
+            )
+        return doc
+
+    @staticmethod
+    def _shape_text(spec: InputSpec) -> str:
+        return f"{spec.name}={'x'.join(map(str, spec.shape))}"
+
+
+def _macs_cell(by_op: dict[str, int | None], op: str) -> str:
+    if op not in by_op:
+        return "-"
+    return "unknown" if by_op[op] is None else fmt_count(by_op[op])
+
+
+def _share_cell(by_op: dict[str, int | None], op: str, total: int) -> str:
+    value = by_op.get(op)
+    return f"{value / total:.1%}" if value is not None and total else "-"
+
+
+def _dims(dims) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+
+
+def inspect_model(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None) -> InspectReport:
+    """Inspect the model at ``path`` with concrete input shapes (defaults: every open dim 1)."""
+    loaded = load_model(path)
+    model = loaded.proto
+    specs = resolve_input_specs(model.graph, input_shapes)
+    inference = infer_tensor_info(model, specs)
+    info = inference.tensors
+    opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
+    return InspectReport(
+        path=str(path),
+        ir_version=model.ir_version,
+        opsets=opsets,
+        producer=f"{model.producer_name} {model.producer_version}".strip(),
+        inputs=specs,
+        outputs=[
+            {
+                "name": vi.name,
+                "dtype": onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type).name
+                if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type else "?",
+                "declared_shape": list(declared_shape(vi)),
+            }
+            for vi in model.graph.output
+        ],
+        stats=model_stats(model, loaded.file_bytes),
+        histogram=dict(op_histogram(model)),
+        costs=[
+            NodeCost(node.name or node.output[0], node.op_type, node_macs(node, info))
+            for node in model.graph.node
+            if node.op_type in _MAC_COUNTERS and node.domain in ("", "ai.onnx")
+        ],
+        notes=hardware_fit_notes(model, specs, info),
+        shape_method=inference.method,
+    )
+
+
+# --- MAC counting ---------------------------------------------------------------------------
+
+def _attr_int(node: onnx.NodeProto, name: str, default: int) -> int:
+    for attr in node.attribute:
+        if attr.name == name:
+            return attr.i
+    return default
+
+
+def _shape(info: dict[str, TensorInfo], name: str) -> tuple[int, ...] | None:
+    entry = info.get(name)
+    return entry.shape if entry else None
+
+
+def _conv_macs(node, info):
+    w, y = _shape(info, node.input[1]), _shape(info, node.output[0])
+    if w is None or y is None or len(w) < 3:
+        return None
+    return y[0] * w[0] * math.prod(y[2:]) * w[1] * math.prod(w[2:])
+
+
+def _conv_transpose_macs(node, info):
+    x, w = _shape(info, node.input[0]), _shape(info, node.input[1])
+    if x is None or w is None or len(w) < 3:
+        return None
+    return x[0] * w[0] * math.prod(x[2:]) * w[1] * math.prod(w[2:])
+
+
+def _gemm_macs(node, info):
+    a, b = _shape(info, node.input[0]), _shape(info, node.input[1])
+    if a is None or b is None or len(a) != 2 or len(b) != 2:
+        return None
+    m, k = (a[1], a[0]) if _attr_int(node, "transA", 0) else a
+    n = b[0] if _attr_int(node, "transB", 0) else b[1]
+    return m * n * k
+
+
+def _matmul_macs(node, info):
+    a, b = _shape(info, node.input[0]), _shape(info, node.input[1])
+    if a is None or b is None or not a or not b:
+        return None
+    a2 = (1, *a) if len(a) == 1 else a
+    b2 = (*b, 1) if len(b) == 1 else b
+    batch_a, batch_b = a2[:-2], b2[:-2]
+    width = max(len(batch_a), len(batch_b))
+    batch_a = (1,) * (width - len(batch_a)) + tuple(batch_a)
+    batch_b = (1,) * (width - len(batch_b)) + tuple(batch_b)
+    batch = math.prod(max(x, y) for x, y in zip(batch_a, batch_b))
+    return batch * a2[-2] * a2[-1] * b2[-1]
+
+
+_MAC_COUNTERS = {
+    "Conv": _conv_macs,
+    "ConvTranspose": _conv_transpose_macs,
+    "Gemm": _gemm_macs,
+    "MatMul": _matmul_macs,
+}
+
+
+def node_macs(node: onnx.NodeProto, info: dict[str, TensorInfo]) -> int | None:
+    """MACs of one Conv/ConvTranspose/Gemm/MatMul node, or None when shapes are unknown."""
+    return _MAC_COUNTERS[node.op_type](node, info)
+
+
+# --- hardware-fit notes ---------------------------------------------------------------------
+
+def hardware_fit_notes(
+    model: onnx.ModelProto, specs: list[InputSpec], info: dict[str, TensorInfo]
+) -> list[Note]:
+    graph = model.graph
+    producers = {out: node for node in graph.node for out in node.output}
+    notes: list[Note] = []
+    depthwise, grouped, odd_channels = [], [], []
+    for node in graph.node:
+        if node.op_type != "Conv" or node.domain not in ("", "ai.onnx"):
+            continue
+        w = _shape(info, node.input[1])
+        if w is None:
+            continue
+        group = _attr_int(node, "group", 1)
+        out_channels, in_channels = w[0], w[1] * group
+        name = node.name or node.output[0]
+        if group > 1 and group == in_channels:
+            depthwise.append(name)
+        elif group > 1:
+            grouped.append(name)
+        if out_channels % CHANNEL_BLOCK or (in_channels % CHANNEL_BLOCK and in_channels > 4):
+            odd_channels.append(f"{name} ({in_channels}->{out_channels})")
+    if depthwise:
+        notes.append(Note("depthwise convolutions", f"{len(depthwise)} found: few MACs per byte "
+                          "moved, so they are memory-bound; INT8 often does not speed them up on CPU",
+                          tuple(depthwise)))
+    if grouped:
+        notes.append(Note("grouped convolutions", f"{len(grouped)} found (ResNeXt style): kernels "
+                          "for them are less tuned than dense ones, in INT8 especially",
+                          tuple(grouped)))
+    if odd_channels:
+        notes.append(Note("channel counts", f"{len(odd_channels)} conv(s) with channels that are not "
+                          f"multiples of {CHANNEL_BLOCK}: SIMD blocks and tensor cores run partly "
+                          "empty", tuple(odd_channels)))
+    shuffles = _channel_shuffles(graph, producers)
+    if shuffles:
+        notes.append(Note("channel shuffle", f"{len(shuffles)} Reshape-Transpose-Reshape channel "
+                          "shuffle(s): pure data movement, no compute", tuple(shuffles)))
+    bns = [n for n in graph.node if n.op_type == "BatchNormalization"]
+    if bns:
+        foldable = [n.name or n.output[0] for n in bns
+                    if n.input[0] in producers
+                    and producers[n.input[0]].op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul")]
+        notes.append(Note("unfolded BatchNorm", f"{len(bns)} BatchNormalization node(s), "
+                          f"{len(foldable)} directly after Conv/Gemm/MatMul and foldable into its weights",
+                          tuple(foldable)))
+    dynamic = [f"{s.name}[{axis}]={dim}" for s in specs for axis, dim in enumerate(s.declared)
+               if not (isinstance(dim, int) and dim > 0)]
+    if dynamic:
+        notes.append(Note("dynamic dimensions", f"{', '.join(dynamic)}: TensorRT needs optimization "
+                          "profiles and CUDA graphs need fixed shapes", tuple(dynamic)))
+    missing = _ops_without_cpu_kernel(model)
+    if missing:
+        notes.append(Note("operators without a kernel", "no kernel in this onnxruntime's CPU "
+                          f"provider: {', '.join(missing)}", tuple(missing)))
+    custom = sorted({n.domain for n in iter_nodes(graph)} - {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
+    if custom:
+        notes.append(Note("custom domains", f"operators from {', '.join(custom)} need custom-op "
+                          "libraries that hwopt never loads", tuple(custom)))
+    return notes
+
+
+def _channel_shuffles(graph: onnx.GraphProto, producers: dict[str, onnx.NodeProto]) -> list[str]:
+    found = []
+    for node in graph.node:
+        if node.op_type != "Reshape":
+            continue
+        mid = producers.get(node.input[0])
+        if mid is None or mid.op_type != "Transpose":
+            continue
+        first = producers.get(mid.input[0])
+        if first is not None and first.op_type == "Reshape":
+            found.append(mid.name or mid.output[0])
+    return found
+
+
+@functools.cache
+def _cpu_kernels() -> dict[tuple[str, str], tuple[tuple[int, int], ...]]:
+    """Version ranges of this onnxruntime's CPU kernels, by (domain, operator)."""
+    ranges: dict[tuple[str, str], list[tuple[int, int]]] = collections.defaultdict(list)
+    for kernel in ort_state.get_all_opkernel_def():
+        if kernel.provider == "CPUExecutionProvider":
+            ranges[(kernel.domain or "", kernel.op_name)].append(tuple(kernel.version_range))
+    return {key: tuple(value) for key, value in ranges.items()}
+
+
+def _ops_without_cpu_kernel(model: onnx.ModelProto) -> list[str]:
+    opsets = {o.domain or "": o.version for o in model.opset_import}
+    kernels = _cpu_kernels()
+    missing = set()
+    for node in iter_nodes(model.graph):
+        domain = "" if node.domain == "ai.onnx" else node.domain
+        if domain not in ("", "ai.onnx.ml", "com.microsoft") or domain not in opsets:
+            continue
+        if node.op_type == "Constant" and not domain:
+            continue  # onnxruntime turns Constant nodes into initializers; no kernel needed
+        try:
+            since = onnx.defs.get_schema(node.op_type, opsets[domain], domain).since_version
+        except onnx.defs.SchemaError:
+            since = opsets[domain]
+        ranges = kernels.get((domain, node.op_type), ())
+        if not any(lo <= since <= hi for lo, hi in ranges):
+            missing.add(node.op_type if not domain else f"{domain}.{node.op_type}")
+    return sorted(missing)

@@ -1,0 +1,295 @@
+"""``hwopt.optimize``: load a model, run a target's verified pipeline, write the build, measure it.
+
+The steps, in order (docs/architecture.md draws them):
+
+1. load the model safely and resolve concrete input shapes;
+2. take the user's feeds or generate them, and record the original model's outputs;
+3. for each target: run its pipeline (every pass verified, failures rolled back), write the
+   build directory, compare the build's outputs with the original's, and benchmark original
+   and build interleaved where the target's provider runs on this host;
+4. return one report covering every target.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from hwopt.bench import BenchConfig, bench_session_options, measure_latency
+from hwopt.errors import ModelLoadError, PassError, UsageError
+from hwopt.hostinfo import host_info
+from hwopt.model.inputs import (
+    InputSpec,
+    generate_feeds,
+    load_feeds,
+    resolve_input_specs,
+    specs_from_feeds,
+)
+from hwopt.model.load import LoadedModel, load_model
+from hwopt.model.stats import model_stats
+from hwopt.output import (
+    MANIFEST,
+    REPORT_JSON,
+    prepare_output_dir,
+    save_model_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
+from hwopt.passes.base import PassContext
+from hwopt.passes.pipeline import Pipeline, PipelineResult
+from hwopt.passes.registry import check_names, resolve
+from hwopt.report.optimize import (
+    Accuracy,
+    BuildReport,
+    Latency,
+    ModelInfo,
+    OptimizeReport,
+)
+from hwopt.report.render import render_markdown
+from hwopt.session import create_session
+from hwopt.targets import Target, get_target
+from hwopt.verify import VerificationFailed, compare_outputs, run_model
+
+log = logging.getLogger(__name__)
+
+BUILD_SCHEMA = "hwopt.build/1"
+MODEL_FILE = "model.onnx"
+
+
+@dataclasses.dataclass
+class OptimizeOptions:
+    """Everything ``hwopt optimize`` can be told; the CLI and config files fill this in."""
+
+    targets: Sequence[str] = ("cpu",)
+    output_dir: Path | None = None
+    input_shapes: Mapping[str, Sequence[int]] = dataclasses.field(default_factory=dict)
+    inputs_file: Path | None = None
+    passes: Sequence[str] | None = None
+    skip_passes: Sequence[str] = ()
+    strict: bool = False
+    benchmark: bool = True
+    bench: BenchConfig = BenchConfig()
+    seed: int = 0
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for dist in ("hwopt", "onnx", "onnxruntime", "onnxsim", "onnxscript", "onnx-ir", "numpy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def default_output_dir(model_path: Path) -> Path:
+    return Path.cwd() / f"{model_path.stem}.hwopt"
+
+
+def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> OptimizeReport:
+    """Optimize ``model_path`` for every target in ``options.targets``; return the report."""
+    options = options or OptimizeOptions()
+    model_path = Path(model_path)
+    if not options.targets:
+        raise UsageError("no target given")
+    targets = [get_target(name) for name in dict.fromkeys(options.targets)]
+    if options.passes is not None:
+        check_names(options.passes, "--passes")
+    check_names(options.skip_passes, "--skip-pass")
+
+    loaded = load_model(model_path)
+    specs, feeds, feeds_source = _inputs_and_feeds(loaded, options)
+    try:
+        reference = run_model(loaded.proto, feeds)
+    except VerificationFailed as exc:
+        raise ModelLoadError(f"{model_path}: the model does not run: {exc}") from exc
+
+    out_dir = prepare_output_dir(
+        options.output_dir or default_output_dir(model_path),
+        protected=[model_path, *(model_path.parent / f for f in loaded.external_files)],
+    )
+    builds, manifests = [], []
+    for target in targets:
+        build_dir = out_dir if len(targets) == 1 else prepare_output_dir(out_dir / target.name, [model_path])
+        build, manifest = _build_for_target(target, loaded, specs, feeds, reference, build_dir, options)
+        builds.append(build)
+        manifests.append(manifest)
+
+    report = OptimizeReport(
+        model=_model_info(loaded),
+        inputs=specs,
+        feeds_source=feeds_source,
+        host=host_info(),
+        versions=versions(),
+        builds=builds,
+    )
+    if feeds_source.startswith("generated"):
+        report.warnings.append(
+            "outputs were compared on generated inputs: this shows the build computes what the "
+            "original computes, not that either is accurate on real data (pass --inputs FILE.npz)"
+        )
+    defaulted = [d for spec in specs for d in spec.defaulted]
+    if defaulted:
+        report.warnings.append(
+            f"symbolic dimensions set to the default 1: {', '.join(defaulted)} "
+            "(fix them with --input-shape NAME=DxDx...)"
+        )
+    for build, manifest in zip(builds, manifests):
+        _write_build_files(Path(build.build_dir), report.for_target(build.target), manifest)
+    if len(builds) > 1:
+        _write_build_files(out_dir, report, manifest=None)
+    if options.strict:
+        failed = [(b.target, r) for b in builds for r in b.passes if r.status == "rolled_back"]
+        if failed:
+            target, record = failed[0]
+            raise PassError(
+                f"--strict: pass '{record.name}' failed verification for target {target}: {record.reason}"
+            )
+    return report
+
+
+def _inputs_and_feeds(
+    loaded: LoadedModel, options: OptimizeOptions
+) -> tuple[list[InputSpec], dict[str, np.ndarray], str]:
+    specs = resolve_input_specs(loaded.proto.graph, options.input_shapes)
+    if options.inputs_file is not None:
+        feeds = load_feeds(options.inputs_file, specs)
+        return specs_from_feeds(specs, feeds), feeds, f"user: {options.inputs_file}"
+    return specs, generate_feeds(specs, options.seed), f"generated (seed {options.seed})"
+
+
+def _choose_passes(target: Target, options: OptimizeOptions) -> list[str]:
+    names = list(options.passes) if options.passes is not None else list(target.default_passes)
+    return [name for name in names if name not in set(options.skip_passes)]
+
+
+def _build_for_target(
+    target: Target,
+    loaded: LoadedModel,
+    specs: list[InputSpec],
+    feeds: dict[str, np.ndarray],
+    reference: dict[str, np.ndarray],
+    build_dir: Path,
+    options: OptimizeOptions,
+) -> tuple[BuildReport, dict]:
+    """Run the target's pipeline and write its model; return the report and the manifest,
+    which the caller writes last."""
+    pipeline = Pipeline(resolve(_choose_passes(target, options)))
+    ctx = PassContext(target=target.name, input_specs=specs)
+    result = pipeline.run(loaded.proto, ctx, feeds, reference)
+
+    (build_dir / MANIFEST).unlink(missing_ok=True)  # the manifest marks a complete build
+    model_files = save_model_atomic(result.model, build_dir / MODEL_FILE)
+    availability = target.availability()
+    build = BuildReport(
+        target=target.name,
+        build_dir=str(build_dir),
+        providers=[{"name": n, "options": dict(o)} for n, o in target.providers()],
+        session_options=target.session_options(),
+        available=availability.available,
+        availability_reason=availability.reason,
+        original=model_stats(loaded.proto, loaded.file_bytes),
+        optimized=model_stats(result.model, sum((build_dir / f).stat().st_size for f in model_files)),
+        latency=Latency(),
+        accuracy=Accuracy(compare_outputs(reference, result.outputs), samples=1),
+        passes=result.records,
+    )
+    if not availability.available:
+        build.latency.not_measured = availability.reason
+    elif not options.benchmark:
+        build.latency.not_measured = "benchmark skipped (--no-bench)"
+    else:
+        build.latency = _benchmark(target, loaded, build_dir / MODEL_FILE, feeds, options.bench)
+    for record in result.rolled_back:
+        build.warnings.append(f"pass '{record.name}' was rolled back: {record.reason}")
+    return build, _manifest(build, loaded, specs, result, build_dir, model_files)
+
+
+def _benchmark(
+    target: Target, loaded: LoadedModel, built: Path, feeds: Mapping[str, np.ndarray], config: BenchConfig
+) -> Latency:
+    providers = target.providers()
+    options = bench_session_options(target.session_options())
+    original = create_session(loaded.path, options, providers)
+    optimized = create_session(built, options, providers)
+    stats = measure_latency(
+        {
+            "original": lambda: original.run(None, feeds),
+            "optimized": lambda: optimized.run(None, feeds),
+        },
+        config,
+        batch=_batch_of(feeds),
+    )
+    return Latency(original=stats["original"], optimized=stats["optimized"])
+
+
+def _batch_of(feeds: Mapping[str, np.ndarray]) -> int:
+    first = next(iter(feeds.values()), None)
+    return int(first.shape[0]) if first is not None and first.ndim > 0 else 1
+
+
+def _model_info(loaded: LoadedModel) -> ModelInfo:
+    proto = loaded.proto
+    return ModelInfo(
+        path=str(loaded.path),
+        sha256=loaded.sha256,
+        file_bytes=loaded.file_bytes,
+        ir_version=proto.ir_version,
+        opsets={o.domain or "ai.onnx": o.version for o in proto.opset_import},
+        producer=f"{proto.producer_name} {proto.producer_version}".strip(),
+    )
+
+
+def _manifest(
+    build: BuildReport,
+    loaded: LoadedModel,
+    specs: Sequence[InputSpec],
+    result: PipelineResult,
+    build_dir: Path,
+    model_files: Sequence[str],
+) -> dict:
+    """``build.json``: what ``hwopt.runtime.load`` needs to recreate the session exactly."""
+    return {
+        "schema": BUILD_SCHEMA,
+        "target": build.target,
+        "model": MODEL_FILE,
+        "files": {name: _sha256(build_dir / name) for name in model_files},
+        "providers": build.providers,
+        "session_options": build.session_options,
+        "inputs": [spec.to_dict() for spec in specs],
+        "outputs": [
+            {"name": vi.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(
+                vi.type.tensor_type.elem_type).name}
+            for vi in result.model.graph.output
+        ],
+        "pipeline": [
+            {"name": r.name, "status": r.status, "rewrites": r.rewrites, "reason": r.reason}
+            for r in result.records
+        ],
+        "source": {"path": str(loaded.path), "sha256": loaded.sha256},
+        "versions": versions(),
+        "host": host_info().to_dict(),
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_build_files(build_dir: Path, report: OptimizeReport, manifest: dict | None) -> None:
+    """Reports first, manifest last: a folder with ``build.json`` is a complete build."""
+    write_json_atomic(build_dir / REPORT_JSON, report.to_dict())
+    write_text_atomic(build_dir / "report.md", render_markdown(report.document(explain=True)))
+    if manifest is not None:
+        write_json_atomic(build_dir / MANIFEST, manifest)

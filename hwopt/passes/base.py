@@ -1,0 +1,116 @@
+"""The contract every pass follows.
+
+A pass is a small object with a stable snake_case ``name``, a one-line ``description``, the
+targets whose default pipelines may use it, the opset range it understands, the numeric
+tolerance its output must keep against its input, and ``run(model, ctx) -> PassResult``.
+
+Passes work on an ``onnx_ir.Model`` that the pipeline hands them as a private copy, so a pass
+may rewrite it in place and return it. A pass never verifies itself: the pipeline checks and
+compares every pass the same way and rolls back the ones that break the model.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import onnx_ir as ir
+
+from hwopt.model.inputs import InputSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """How far a pass's outputs may move: ``max|a-b| <= atol + rtol * max|reference|``.
+
+    ``rtol`` is relative to the largest magnitude of each output, not element-wise: an
+    element-wise relative error is meaningless where outputs cross zero.
+    """
+
+    rtol: float
+    atol: float
+
+    def allows(self, max_abs: float, ref_scale: float) -> bool:
+        return max_abs <= self.atol + self.rtol * ref_scale
+
+    def to_dict(self) -> dict[str, float]:
+        return {"rtol": self.rtol, "atol": self.atol}
+
+
+# Structural rewrites reorder float arithmetic (a folded BatchNorm rounds differently), so they
+# get a little room; a pass that only moves or renames nodes must be bit-exact.
+STRUCTURAL = Tolerance(rtol=1e-5, atol=1e-6)
+BIT_EXACT = Tolerance(rtol=0.0, atol=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Declined:
+    """A match a pass looked at and did not rewrite, with the reason a user can act on."""
+
+    rule: str
+    node: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.rule}: '{self.node}' not rewritten: {self.reason}"
+
+
+@dataclasses.dataclass
+class PassContext:
+    """What a pass may know about the run besides the model itself."""
+
+    target: str
+    input_specs: Sequence[InputSpec] = ()
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class PassResult:
+    """The model a pass produced and what it did to get there."""
+
+    model: ir.Model
+    rewrites: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    declined: list[Declined] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return sum(self.rewrites.values()) > 0
+
+
+ALL_TARGETS: tuple[str, ...] = ("cpu", "cuda", "tensorrt")
+
+
+class Pass(abc.ABC):
+    """Base class of every pass; subclasses fill in the metadata and ``run``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    targets: ClassVar[tuple[str, ...]] = ALL_TARGETS
+    min_opset: ClassVar[int] = 7
+    max_opset: ClassVar[int] = 23
+    tolerance: ClassVar[Tolerance] = STRUCTURAL
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    @abc.abstractmethod
+    def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
+        """Rewrite ``model`` (a private copy: in place is fine) and say what changed."""
+
+    @classmethod
+    def metadata(cls) -> dict[str, Any]:
+        return {
+            "name": cls.name,
+            "description": cls.description,
+            "targets": list(cls.targets),
+            "opsets": [cls.min_opset, cls.max_opset],
+            "tolerance": cls.tolerance.to_dict(),
+            "requires": list(cls.requires),
+        }
+
+
+def default_opset(opset_imports: Mapping[str, int]) -> int:
+    """The version of the default ("" / ai.onnx) domain in a model's opset imports."""
+    return opset_imports.get("", opset_imports.get("ai.onnx", 0))

@@ -1,0 +1,170 @@
+"""Running passes in order, verifying each one and rolling back the ones that break the model.
+
+For every pass the pipeline:
+
+1. skips it, with the reason, when the model's opset is outside the pass's range;
+2. hands it a private ``onnx_ir`` copy of the current model and times ``run``;
+3. when the pass changed something, verifies the result: ``onnx.checker`` with strict shape
+   inference, an unchanged input/output signature, and an ONNX Runtime run on the same feeds
+   compared with the *previous* model's outputs within the pass's tolerance;
+4. keeps the result, or rolls back to the previous model and records why.
+
+The pipeline never raises for a failing pass: the record says what failed, and the caller
+decides (``--strict`` makes any rollback a failed check).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from hwopt.errors import one_line
+from hwopt.model.stats import model_stats
+from hwopt.passes.base import Declined, Pass, PassContext, default_opset
+from hwopt.verify import (
+    VerificationFailed,
+    check_same_signature,
+    check_valid,
+    compare_outputs,
+    run_model,
+)
+
+log = logging.getLogger(__name__)
+
+APPLIED, UNCHANGED, ROLLED_BACK, SKIPPED = "applied", "unchanged", "rolled_back", "skipped"
+
+
+@dataclasses.dataclass
+class PassRecord:
+    """What one pass did, as the per-pass table of the report shows it."""
+
+    name: str
+    status: str
+    seconds: float
+    nodes_before: int
+    nodes_after: int
+    params_before: int
+    params_after: int
+    max_abs: float | None = None
+    max_rel: float | None = None
+    reason: str | None = None
+    rewrites: dict[str, int] = dataclasses.field(default_factory=dict)
+    declined: list[Declined] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["declined"] = [dataclasses.asdict(d) for d in self.declined]
+        return data
+
+
+@dataclasses.dataclass
+class PipelineResult:
+    model: onnx.ModelProto
+    records: list[PassRecord]
+    outputs: dict[str, np.ndarray]
+
+    @property
+    def rolled_back(self) -> list[PassRecord]:
+        return [r for r in self.records if r.status == ROLLED_BACK]
+
+
+class Pipeline:
+    """An ordered list of passes."""
+
+    def __init__(self, passes: Sequence[Pass]):
+        self.passes = list(passes)
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.passes]
+
+    def run(
+        self,
+        model: onnx.ModelProto,
+        ctx: PassContext,
+        feeds: Mapping[str, np.ndarray],
+        reference: Mapping[str, np.ndarray],
+    ) -> PipelineResult:
+        """Run every pass on ``model``; ``reference`` is ``model``'s own outputs on ``feeds``."""
+        current, outputs = model, dict(reference)
+        records = []
+        for pass_ in self.passes:
+            record, current, outputs = self._run_one(pass_, current, outputs, ctx, feeds)
+            records.append(record)
+            log.info("pass %s: %s %s", record.name, record.status, record.reason or "")
+        return PipelineResult(current, records, outputs)
+
+    def _run_one(
+        self,
+        pass_: Pass,
+        model: onnx.ModelProto,
+        outputs: dict[str, np.ndarray],
+        ctx: PassContext,
+        feeds: Mapping[str, np.ndarray],
+    ) -> tuple[PassRecord, onnx.ModelProto, dict[str, np.ndarray]]:
+        before = model_stats(model)
+        record = PassRecord(
+            name=pass_.name,
+            status=UNCHANGED,
+            seconds=0.0,
+            nodes_before=before.nodes,
+            nodes_after=before.nodes,
+            params_before=before.parameters,
+            params_after=before.parameters,
+        )
+        opset = default_opset({o.domain: o.version for o in model.opset_import})
+        if not pass_.min_opset <= opset <= pass_.max_opset:
+            record.status = SKIPPED
+            record.reason = f"opset {opset} is outside the pass's range {pass_.min_opset}-{pass_.max_opset}"
+            return record, model, outputs
+
+        start = time.perf_counter()
+        try:
+            result = pass_.run(ir.serde.deserialize_model(model), ctx)
+            candidate = ir.serde.serialize_model(result.model)
+        except Exception as exc:  # noqa: BLE001 - reported as a rollback, never swallowed
+            record.seconds = time.perf_counter() - start
+            log.exception("pass %s raised", pass_.name)
+            record.status = ROLLED_BACK
+            record.reason = f"the pass raised {type(exc).__name__}: {one_line(exc)}"
+            return record, model, outputs
+        record.seconds = time.perf_counter() - start
+        record.rewrites = dict(result.rewrites)
+        record.declined = list(result.declined)
+        record.notes = list(result.notes)
+        if not result.changed:
+            return record, model, outputs
+
+        try:
+            check_valid(candidate)
+            check_same_signature(model, candidate)
+            new_outputs = run_model(candidate, feeds)
+            diffs = compare_outputs(outputs, new_outputs)
+        except VerificationFailed as exc:
+            record.status = ROLLED_BACK
+            record.reason = str(exc)
+            return record, model, outputs
+        record.max_abs = max((d.max_abs for d in diffs), default=0.0)
+        record.max_rel = max((d.max_rel for d in diffs), default=0.0)
+        worst = [d for d in diffs if not pass_.tolerance.allows(d.max_abs, d.ref_scale)]
+        if worst:
+            d = worst[0]
+            record.status = ROLLED_BACK
+            record.reason = (
+                f"output '{d.name}' moved by {d.max_abs:.3g} (relative {d.max_rel:.3g}), over the "
+                f"pass's tolerance rtol={pass_.tolerance.rtol:g} atol={pass_.tolerance.atol:g}"
+            )
+            return record, model, outputs
+
+        after = model_stats(candidate)
+        record.status = APPLIED
+        record.nodes_after = after.nodes
+        record.params_after = after.parameters
+        return record, candidate, new_outputs

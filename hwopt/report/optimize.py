@@ -1,0 +1,267 @@
+"""The report of ``hwopt optimize``: one structure, printed as tables, JSON or Markdown.
+
+The JSON form (``to_dict``) is the stable, versioned interface: its schema name is
+``hwopt.report/<major>``, and docs/report-schema.md documents every field. Fields are only
+added within a major version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from hwopt.bench import LatencyStats
+from hwopt.hostinfo import HostInfo
+from hwopt.model.inputs import InputSpec
+from hwopt.model.stats import ModelStats
+from hwopt.passes.pipeline import PassRecord
+from hwopt.report.render import (
+    Document,
+    Table,
+    fmt_bytes,
+    fmt_change,
+    fmt_count,
+    fmt_error,
+    fmt_ms,
+    fmt_ratio,
+)
+from hwopt.verify import OutputDiff
+
+SCHEMA = "hwopt.report/1"
+
+
+@dataclasses.dataclass
+class Latency:
+    """Latency of the original and the optimized model, or why it was not measured."""
+
+    original: LatencyStats | None = None
+    optimized: LatencyStats | None = None
+    not_measured: str | None = None
+
+    @property
+    def speedup(self) -> float | None:
+        if self.original is None or self.optimized is None or self.optimized.p50_ms <= 0:
+            return None
+        return self.original.p50_ms / self.optimized.p50_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "measured": self.not_measured is None,
+            "not_measured_reason": self.not_measured,
+            "original": self.original.to_dict() if self.original else None,
+            "optimized": self.optimized.to_dict() if self.optimized else None,
+            "speedup_p50": self.speedup,
+        }
+
+
+@dataclasses.dataclass
+class Accuracy:
+    """The build's outputs against the original model's, on the same feeds."""
+
+    outputs: list[OutputDiff]
+    samples: int
+
+    @property
+    def max_abs(self) -> float:
+        return max((d.max_abs for d in self.outputs), default=0.0)
+
+    @property
+    def max_rel(self) -> float:
+        return max((d.max_rel for d in self.outputs), default=0.0)
+
+    @property
+    def min_cosine(self) -> float:
+        return min((d.cosine for d in self.outputs), default=1.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "samples": self.samples,
+            "max_abs": self.max_abs,
+            "max_rel": self.max_rel,
+            "min_cosine": self.min_cosine,
+            "outputs": [d.to_dict() for d in self.outputs],
+        }
+
+
+@dataclasses.dataclass
+class BuildReport:
+    """Everything about the build for one target."""
+
+    target: str
+    build_dir: str
+    providers: list[dict[str, Any]]
+    session_options: dict[str, Any]
+    available: bool
+    availability_reason: str
+    original: ModelStats
+    optimized: ModelStats
+    latency: Latency
+    accuracy: Accuracy
+    passes: list[PassRecord]
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "build_dir": self.build_dir,
+            "available": self.available,
+            "availability_reason": self.availability_reason,
+            "providers": self.providers,
+            "session_options": self.session_options,
+            "original": self.original.to_dict(),
+            "optimized": self.optimized.to_dict(),
+            "latency": self.latency.to_dict(),
+            "accuracy": self.accuracy.to_dict(),
+            "passes": [r.to_dict() for r in self.passes],
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclasses.dataclass
+class ModelInfo:
+    path: str
+    sha256: str
+    file_bytes: int
+    ir_version: int
+    opsets: dict[str, int]
+    producer: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class OptimizeReport:
+    model: ModelInfo
+    inputs: list[InputSpec]
+    feeds_source: str
+    host: HostInfo
+    versions: dict[str, str]
+    builds: list[BuildReport]
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "command": "optimize",
+            "versions": dict(self.versions),
+            "host": self.host.to_dict(),
+            "model": self.model.to_dict(),
+            "inputs": [spec.to_dict() for spec in self.inputs],
+            "feeds": {"source": self.feeds_source},
+            "builds": [b.to_dict() for b in self.builds],
+            "warnings": list(self.warnings),
+        }
+
+    def for_target(self, target: str) -> OptimizeReport:
+        """The report restricted to one target's build (what that build folder carries)."""
+        return dataclasses.replace(self, builds=[b for b in self.builds if b.target == target])
+
+    def document(self, explain: bool = False) -> Document:
+        doc = Document(heading=f"hwopt optimize {self.model.path}")
+        doc.facts.append(("inputs", "; ".join(_describe_input(s) for s in self.inputs)))
+        doc.facts.append(("feeds", self.feeds_source))
+        doc.facts.append(
+            ("host", f"{self.host.cpu} ({self.host.cores} cores; {', '.join(self.host.isa) or 'no ISA flags read'})")
+        )
+        for build in self.builds:
+            doc.facts.append((f"build [{build.target}]", build.build_dir))
+            doc.tables += _build_tables(build, explain)
+            doc.warnings += [f"[{build.target}] {w}" for w in build.warnings]
+        doc.warnings += self.warnings
+        return doc
+
+
+def _describe_input(spec: InputSpec) -> str:
+    declared = ", ".join("?" if d is None else str(d) for d in spec.declared)
+    text = f"{spec.name} {spec.dtype} [{declared}] -> {'x'.join(map(str, spec.shape)) or 'scalar'}"
+    if spec.defaulted:
+        text += f" (defaulted: {', '.join(spec.defaulted)})"
+    return text
+
+
+def _build_tables(build: BuildReport, explain: bool) -> list[Table]:
+    t = build.target
+    before, after = build.original, build.optimized
+    model = Table(
+        title=f"[{t}] Model",
+        columns=("", "original", "optimized", "change"),
+        numeric=("original", "optimized", "change"),
+        rows=[
+            ("nodes", str(before.nodes), str(after.nodes), fmt_change(before.nodes, after.nodes)),
+            ("parameters", fmt_count(before.parameters), fmt_count(after.parameters),
+             fmt_change(before.parameters, after.parameters)),
+            ("weights", fmt_bytes(before.weight_bytes), fmt_bytes(after.weight_bytes),
+             fmt_change(before.weight_bytes, after.weight_bytes)),
+            ("file size", fmt_bytes(before.serialized_bytes), fmt_bytes(after.serialized_bytes),
+             fmt_change(before.serialized_bytes, after.serialized_bytes)),
+        ],
+    )
+    tables = [model, _latency_table(build), _accuracy_table(build), _passes_table(build)]
+    if explain:
+        tables.append(
+            Table(
+                title=f"[{t}] Why matches were not rewritten (--explain)",
+                columns=("pass", "rule", "node", "reason"),
+                rows=[
+                    (r.name, d.rule, d.node, d.reason) for r in build.passes for d in r.declined
+                ] or [("-", "-", "-", "every match was rewritten")],
+            )
+        )
+    return tables
+
+
+def _latency_table(build: BuildReport) -> Table:
+    latency = build.latency
+    title = f"[{build.target}] Latency (ms)"
+    if latency.not_measured:
+        return Table(title=title, columns=("",), rows=[(f"not measured here: {latency.not_measured}",)])
+    rows = []
+    for label, stats in (("original", latency.original), ("optimized", latency.optimized)):
+        if stats is not None:
+            rows.append((label, fmt_ms(stats.p50_ms), fmt_ms(stats.p90_ms), fmt_ms(stats.mean_ms),
+                         fmt_ms(stats.std_ms), str(stats.runs)))
+    threads = build.session_options.get("intra_op_num_threads", "?")
+    notes = [f"speed-up (p50): {fmt_ratio(latency.speedup)}; {threads} intra-op threads, "
+             "thread spinning off; runs interleaved in one process"]
+    noisy = [label for label, s in (("original", latency.original), ("optimized", latency.optimized))
+             if s is not None and s.noisy]
+    if noisy:
+        notes.append(f"high run-to-run variation for {', '.join(noisy)}: treat the ratio with care")
+    return Table(title=title, columns=("", "p50", "p90", "mean", "std", "runs"),
+                 numeric=("p50", "p90", "mean", "std", "runs"), rows=rows, notes=notes)
+
+
+def _accuracy_table(build: BuildReport) -> Table:
+    acc = build.accuracy
+    return Table(
+        title=f"[{build.target}] Outputs against the original ({acc.samples} sample(s))",
+        columns=("output", "max abs", "max rel", "cosine"),
+        numeric=("max abs", "max rel", "cosine"),
+        rows=[(d.name, fmt_error(d.max_abs), fmt_error(d.max_rel), f"{d.cosine:.6f}")
+              for d in acc.outputs],
+        notes=["max rel = largest absolute difference / largest magnitude of that output"],
+    )
+
+
+def _passes_table(build: BuildReport) -> Table:
+    rows = []
+    notes = []
+    for r in build.passes:
+        rows.append((
+            r.name, r.status, f"{r.seconds:.2f}s", f"{r.nodes_before}->{r.nodes_after}",
+            f"{fmt_count(r.params_before)}->{fmt_count(r.params_after)}",
+            fmt_error(r.max_abs), fmt_error(r.max_rel),
+            ", ".join(f"{k} x{v}" for k, v in r.rewrites.items()) or "-",
+        ))
+        if r.reason:
+            notes.append(f"{r.name} {r.status}: {r.reason}")
+        if r.declined:
+            notes.append(f"{r.name}: {len(r.declined)} match(es) declined (see --explain)")
+    return Table(
+        title=f"[{build.target}] Passes",
+        columns=("pass", "status", "time", "nodes", "params", "max abs", "max rel", "rewrites"),
+        numeric=("time", "max abs", "max rel"),
+        rows=rows or [("-", "no passes", "", "", "", "", "", "")],
+        notes=notes,
+    )

@@ -1,0 +1,146 @@
+"""ONNX Runtime sessions built from plain, JSON-serializable option dictionaries.
+
+The same dictionaries are written to ``build.json``; this module is the one place that turns
+them into ``onnxruntime.SessionOptions``, so a benchmark, a verification run and
+``hwopt.runtime.load`` configure a session identically.
+
+Session option keys:
+
+* ``graph_optimization_level``: ``disable_all`` | ``basic`` | ``extended`` | ``layout`` | ``all``
+* ``intra_op_num_threads``, ``inter_op_num_threads``: integers (0 lets ORT choose)
+* ``execution_mode``: ``sequential`` | ``parallel``
+* ``enable_mem_pattern``, ``enable_cpu_mem_arena``: booleans
+* ``config_entries``: ``{"session.key": "value"}`` passed to ``add_session_config_entry``
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from hwopt.errors import UsageError
+
+_OPT_LEVELS = {
+    "disable_all": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+if hasattr(ort.GraphOptimizationLevel, "ORT_ENABLE_LAYOUT"):
+    _OPT_LEVELS["layout"] = ort.GraphOptimizationLevel.ORT_ENABLE_LAYOUT
+
+_EXECUTION_MODES = {
+    "sequential": ort.ExecutionMode.ORT_SEQUENTIAL,
+    "parallel": ort.ExecutionMode.ORT_PARALLEL,
+}
+
+SESSION_OPTION_KEYS = (
+    "graph_optimization_level",
+    "intra_op_num_threads",
+    "inter_op_num_threads",
+    "execution_mode",
+    "enable_mem_pattern",
+    "enable_cpu_mem_arena",
+    "enable_profiling",
+    "profile_file_prefix",
+    "log_severity_level",
+    "config_entries",
+)
+
+# Every exception type onnxruntime's Python binding raises; none derives from RuntimeError.
+ORT_ERRORS: tuple[type[Exception], ...] = tuple(
+    getattr(ort.capi.onnxruntime_pybind11_state, name)
+    for name in (
+        "Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError", "RuntimeException",
+        "InvalidProtobuf", "ModelLoaded", "NotImplemented", "InvalidGraph", "EPFail",
+    )
+    if hasattr(ort.capi.onnxruntime_pybind11_state, name)
+)
+
+Providers = Sequence[tuple[str, Mapping[str, Any]]]
+
+
+def physical_cores() -> int:
+    """Cores to run on: the CPUs this process may use (cgroup/affinity aware where possible)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_session_options(level: str = "all") -> dict[str, Any]:
+    """Fixed, recorded settings: the thread count is pinned so timings are comparable."""
+    return {
+        "graph_optimization_level": level,
+        "intra_op_num_threads": physical_cores(),
+        "inter_op_num_threads": 1,
+        "execution_mode": "sequential",
+        "enable_mem_pattern": True,
+        "enable_cpu_mem_arena": True,
+    }
+
+
+def make_session_options(options: Mapping[str, Any]) -> ort.SessionOptions:
+    """``onnxruntime.SessionOptions`` from a dictionary of the keys listed in the module doc."""
+    unknown = sorted(set(options) - set(SESSION_OPTION_KEYS))
+    if unknown:
+        raise UsageError(
+            f"unknown session option(s) {', '.join(unknown)}; known: {', '.join(SESSION_OPTION_KEYS)}"
+        )
+    so = ort.SessionOptions()
+    so.log_severity_level = int(options.get("log_severity_level", 3))
+    if "graph_optimization_level" in options:
+        level = options["graph_optimization_level"]
+        if level not in _OPT_LEVELS:
+            raise UsageError(
+                f"graph_optimization_level '{level}' is not one of {', '.join(_OPT_LEVELS)}"
+            )
+        so.graph_optimization_level = _OPT_LEVELS[level]
+    if "execution_mode" in options:
+        mode = options["execution_mode"]
+        if mode not in _EXECUTION_MODES:
+            raise UsageError(f"execution_mode '{mode}' is not one of {', '.join(_EXECUTION_MODES)}")
+        so.execution_mode = _EXECUTION_MODES[mode]
+    for key in ("intra_op_num_threads", "inter_op_num_threads"):
+        if key in options:
+            setattr(so, key, int(options[key]))
+    for key in ("enable_mem_pattern", "enable_cpu_mem_arena", "enable_profiling"):
+        if key in options:
+            setattr(so, key, bool(options[key]))
+    if "profile_file_prefix" in options:
+        so.profile_file_prefix = str(options["profile_file_prefix"])
+    for key, value in dict(options.get("config_entries", {})).items():
+        so.add_session_config_entry(str(key), str(value))
+    return so
+
+
+def create_session(
+    model: onnx.ModelProto | bytes | str | Path,
+    session_options: Mapping[str, Any] | None = None,
+    providers: Providers = (("CPUExecutionProvider", {}),),
+) -> ort.InferenceSession:
+    """An InferenceSession for a model given as a proto, serialized bytes, or a file path."""
+    if isinstance(model, onnx.ModelProto):
+        model = model.SerializeToString()
+    elif isinstance(model, Path):
+        model = str(model)
+    so = make_session_options(session_options or {})
+    return ort.InferenceSession(
+        model,
+        sess_options=so,
+        providers=[name for name, _ in providers],
+        provider_options=[dict(opts) for _, opts in providers],
+    )
+
+
+def run_session(session: ort.InferenceSession, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """All outputs of one run, by name."""
+    names = [out.name for out in session.get_outputs()]
+    values = session.run(names, dict(feeds))
+    return dict(zip(names, values))

@@ -1,0 +1,91 @@
+"""End to end through the real command line, on every sample model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from conftest import SAMPLE_MODELS, SAMPLE_SHAPES, run_cli, sha256
+
+BUILD_FILES = {"model.onnx", "build.json", "report.json", "report.md"}
+
+
+@pytest.mark.parametrize("sample", SAMPLE_MODELS, ids=lambda p: p.stem)
+def test_optimize_json_builds_every_sample(sample: Path, tmp_path: Path) -> None:
+    before = sha256(sample)
+    out = tmp_path / "build"
+    shapes = [arg for s in SAMPLE_SHAPES.get(sample.stem, []) for arg in ("--input-shape", s)]
+    proc = run_cli("optimize", sample, "--target", "cpu", "--json", "-o", out,
+                   "--bench-seconds", "0.2", *shapes)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)  # stdout is the JSON document and nothing else
+
+    assert sha256(sample) == before
+    assert BUILD_FILES <= {p.name for p in out.iterdir()}
+    assert report["schema"] == "hwopt.report/1"
+    assert report == json.loads((out / "report.json").read_text())
+    (build,) = report["builds"]
+    assert build["target"] == "cpu" and build["build_dir"] == str(out)
+    assert build["accuracy"]["max_rel"] <= 1e-4
+    if sample.stem != "transformer_tiny":  # onnxsim splits MatMul+Add into reshaped Gemms there
+        assert build["optimized"]["nodes"] < build["original"]["nodes"]
+    assert build["latency"]["measured"] and build["latency"]["speedup_p50"] > 0
+    assert build["latency"]["optimized"]["runs"] >= 10
+    assert [p["name"] for p in build["passes"]] == ["simplify"]
+
+    manifest = json.loads((out / "build.json").read_text())
+    assert manifest["schema"] == "hwopt.build/1"
+    assert manifest["providers"] == [{"name": "CPUExecutionProvider", "options": {}}]
+    assert manifest["files"]["model.onnx"] == sha256(out / "model.onnx")
+    assert manifest["source"]["sha256"] == before
+    assert manifest["session_options"]["graph_optimization_level"] == "all"
+
+    built = onnx.load(str(out / "model.onnx"))
+    onnx.checker.check_model(built, full_check=True)
+    # The build keeps the dynamic batch dimension: it runs at batch 2.
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    inp = session.get_inputs()[0]
+    shape = [2 if not isinstance(d, int) else d for d in inp.shape]
+    if sample.stem == "transformer_tiny":
+        shape = [2, 16, 64]
+    (result,) = session.run(None, {inp.name: np.zeros(shape, np.float32)})
+    assert result.shape[0] == 2
+
+
+def test_optimize_prints_rich_report(tmp_path: Path) -> None:
+    sample = next(p for p in SAMPLE_MODELS if p.stem == "mobilenetv2_tiny")
+    proc = run_cli("optimize", sample, "-o", tmp_path / "b", "--no-bench", "--explain")
+    assert proc.returncode == 0, proc.stderr
+    for text in ("Model", "nodes", "Latency", "not measured here", "Passes", "simplify",
+                 "Outputs against the original", "defaulted"):
+        assert text in proc.stdout
+    assert "\x1b[" not in proc.stdout  # no colour codes when stdout is not a terminal
+
+
+def test_rerun_into_same_build_folder(tmp_path: Path) -> None:
+    sample = next(p for p in SAMPLE_MODELS if p.stem == "resnext_tiny")
+    for _ in range(2):
+        proc = run_cli("optimize", sample, "-o", tmp_path / "b", "--no-bench", "--json")
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_inspect_json() -> None:
+    sample = next(p for p in SAMPLE_MODELS if p.stem == "inception_tiny")
+    proc = run_cli("inspect", sample, "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["schema"] == "hwopt.inspect/1"
+    assert data["macs"] > 0 and data["nodes_with_unknown_cost"] == []
+
+
+def test_passes_and_targets_list() -> None:
+    passes = json.loads(run_cli("passes", "--json").stdout)
+    assert any(p["name"] == "simplify" for p in passes["passes"])
+    targets = json.loads(run_cli("targets", "--json").stdout)
+    cpu = next(t for t in targets["targets"] if t["name"] == "cpu")
+    assert cpu["availability"]["available"] is True
