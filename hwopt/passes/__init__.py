@@ -1,3 +1,3 @@
 """Graph passes. Importing this package registers every pass, in pipeline order."""
 
-from hwopt.passes import simplify  # noqa: F401
+from hwopt.passes import fold_batchnorm, simplify  # noqa: F401

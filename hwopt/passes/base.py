@@ -55,7 +55,7 @@ class Declined:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.rule}: '{self.node}' not rewritten: {self.reason}"
+        return f"{self.node} not rewritten by {self.rule}: {self.reason}"
 
 
 @dataclasses.dataclass
