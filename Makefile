@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hwopt-installed
 SAMPLES := $(addprefix sample_models/,mobilenetv2_tiny.onnx resnext_tiny.onnx shufflenet_tiny.onnx inception_tiny.onnx transformer_tiny.onnx)
 
-.PHONY: demo test models install clean
+.PHONY: demo test bench models install clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "hwopt needs Python >= 3.10")'
@@ -27,6 +27,15 @@ demo: install models
 
 test: install models
 	$(PY) -m pytest -q
+
+# Benchmarks write their tables to bench/results/; onnxslim is a bench-only dependency.
+BENCH_STAMP := $(VENV)/.hwopt-bench-installed
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: install models $(BENCH_STAMP)
+	$(PY) bench/compare_passes.py
 
 clean:
 	rm -rf build .pytest_cache

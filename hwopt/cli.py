@@ -9,6 +9,7 @@ Exit codes: 0 success; 1 internal error (a bug; the message says where the trace
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -142,11 +143,15 @@ def _split_csv(value: str | None) -> list[str] | None:
 def optimize(
     model: Annotated[Path, typer.Argument(help="The ONNX model to optimize (never modified).")],
     target: Annotated[
-        str, typer.Option("--target", "-t", help="Target(s), comma-separated: cpu, ...")
-    ] = "cpu",
+        Optional[str], typer.Option("--target", "-t", help="Target(s), comma-separated (default cpu).")
+    ] = None,
     output: Annotated[
         Optional[Path],
         typer.Option("--output", "-o", help="Build folder (default: ./<model>.hwopt)."),
+    ] = None,
+    config: Annotated[
+        Optional[Path],
+        typer.Option("--config", "-c", help="TOML config (see configs/); flags given here win."),
     ] = None,
     input_shape: InputShapeOpt = None,
     inputs: Annotated[
@@ -160,14 +165,14 @@ def optimize(
         Optional[list[str]], typer.Option("--skip-pass", help="Leave this pass out (repeatable).")
     ] = None,
     strict: Annotated[
-        bool, typer.Option("--strict", help="Exit 3 when any pass fails verification.")
-    ] = False,
+        Optional[bool], typer.Option("--strict", help="Exit 3 when any pass fails verification.")
+    ] = None,
     bench: Annotated[
-        bool, typer.Option("--bench/--no-bench", help="Measure latency of original and build.")
-    ] = True,
+        Optional[bool], typer.Option("--bench/--no-bench", help="Measure latency of original and build.")
+    ] = None,
     bench_seconds: Annotated[
-        float, typer.Option("--bench-seconds", min=0.0, help="Timed seconds per variant.")
-    ] = 2.0,
+        Optional[float], typer.Option("--bench-seconds", min=0.0, help="Timed seconds per variant (default 2).")
+    ] = None,
     explain: Annotated[
         bool, typer.Option("--explain", help="Show why each declined match was not rewritten.")
     ] = False,
@@ -181,23 +186,29 @@ def optimize(
       hwopt optimize model.onnx --target cpu -o build/
 
       hwopt optimize model.onnx -s input=1x3x224x224 --json > report.json
+
+      hwopt optimize model.onnx --config configs/cpu-portable.toml --explain
     """
-    from hwopt.bench import BenchConfig
+    from hwopt.config import load_config
     from hwopt.optimize import OptimizeOptions
     from hwopt.optimize import optimize as run_optimize
-
-    options = OptimizeOptions(
-        targets=_split_csv(target) or [],
-        output_dir=output,
-        input_shapes=_shapes(input_shape),
-        inputs_file=inputs,
-        passes=_split_csv(passes),
-        skip_passes=skip_pass or [],
-        strict=strict,
-        benchmark=bench,
-        bench=BenchConfig(target_seconds=bench_seconds),
-    )
     from hwopt.report.render import render_console
+
+    options = OptimizeOptions.from_config(load_config(config)) if config else OptimizeOptions()
+    overrides = {
+        "targets": _split_csv(target),
+        "output_dir": output,
+        "inputs_file": inputs,
+        "passes": _split_csv(passes),
+        "skip_passes": skip_pass,
+        "strict": strict,
+        "benchmark": bench,
+    }
+    options = dataclasses.replace(options, **{k: v for k, v in overrides.items() if v is not None})
+    if input_shape:
+        options.input_shapes = {**options.input_shapes, **_shapes(input_shape)}
+    if bench_seconds is not None:
+        options.bench = dataclasses.replace(options.bench, target_seconds=bench_seconds)
 
     with stdout_reserved_for_json(json_out) as emit:
         report = run_optimize(model, options)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from hwopt.config import Config
 from hwopt.bench import BenchConfig, bench_session_options, measure_latency
 from hwopt.errors import ModelLoadError, PassError, UsageError
 from hwopt.hostinfo import host_info
@@ -74,9 +75,33 @@ class OptimizeOptions:
     passes: Sequence[str] | None = None
     skip_passes: Sequence[str] = ()
     strict: bool = False
+    pass_options: Mapping[str, Mapping[str, object]] = dataclasses.field(default_factory=dict)
     benchmark: bool = True
     bench: BenchConfig = BenchConfig()
     seed: int = 0
+
+    @classmethod
+    def from_config(cls, config: Config) -> OptimizeOptions:
+        """Options as a config file sets them, hwopt's defaults for the rest."""
+        options = cls()
+        if config.targets is not None:
+            options.targets = config.targets
+        if config.inputs is not None:
+            options.inputs_file = config.inputs
+        if config.input_shapes is not None:
+            options.input_shapes = dict(config.input_shapes)
+        if config.passes is not None:
+            options.passes = config.passes
+        if config.skip_passes is not None:
+            options.skip_passes = config.skip_passes
+        if config.strict is not None:
+            options.strict = config.strict
+        options.pass_options = dict(config.pass_options)
+        if config.bench_enabled is not None:
+            options.benchmark = config.bench_enabled
+        if config.bench_seconds is not None:
+            options.bench = dataclasses.replace(options.bench, target_seconds=config.bench_seconds)
+        return options
 
 
 def versions() -> dict[str, str]:
@@ -103,6 +128,7 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> 
     if options.passes is not None:
         check_names(options.passes, "--passes")
     check_names(options.skip_passes, "--skip-pass")
+    check_names(list(options.pass_options), "[passes] options")
 
     loaded = load_model(model_path)
     specs, feeds, feeds_source = _inputs_and_feeds(loaded, options)
@@ -181,7 +207,7 @@ def _build_for_target(
 ) -> tuple[BuildReport, dict]:
     """Run the target's pipeline and write its model; return the report and the manifest,
     which the caller writes last."""
-    pipeline = Pipeline(resolve(_choose_passes(target, options)))
+    pipeline = Pipeline(resolve(_choose_passes(target, options)), options.pass_options)
     ctx = PassContext(target=target.name, input_specs=specs)
     result = pipeline.run(loaded.proto, ctx, feeds, reference)
 

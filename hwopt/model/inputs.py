@@ -145,6 +145,12 @@ def resolve_input_specs(
     return specs
 
 
+def _is_named_symbol(dim: Dim) -> bool:
+    """A symbolic dimension whose name ties dims together. Some exporters write "?" for every
+    unknown dimension (PaddlePaddle) or generate "unk__N" names; those tie nothing."""
+    return isinstance(dim, str) and dim not in ("", "?") and not dim.startswith("unk__")
+
+
 def _symbols_fixed_by_overrides(
     inputs: Sequence[onnx.ValueInfoProto], overrides: Mapping[str, Sequence[int]]
 ) -> dict[str, int]:
@@ -165,7 +171,7 @@ def _symbols_fixed_by_overrides(
                     f"--input-shape {vi.name}: dimension {axis} is fixed to {want} in the model, "
                     f"{given} given"
                 )
-            if isinstance(want, str):
+            if _is_named_symbol(want):
                 if symbols.get(want, given) != given:
                     raise InputSpecError(
                         f"--input-shape: symbolic dimension '{want}' given two values "
@@ -182,7 +188,7 @@ def _fill_dims(
     for axis, dim in enumerate(declared):
         if isinstance(dim, int) and dim > 0:
             shape.append(dim)
-        elif isinstance(dim, str) and dim in symbols:
+        elif _is_named_symbol(dim) and dim in symbols:
             shape.append(symbols[dim])
         else:
             shape.append(default_dim)

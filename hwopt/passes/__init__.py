@@ -1,3 +1,11 @@
-"""Graph passes. Importing this package registers every pass, in pipeline order."""
+"""Graph passes. Importing this package registers every pass; the import order below is the
+order of ``hwopt passes`` and of any pipeline assembled from names."""
 
-from hwopt.passes import fold_batchnorm, simplify  # noqa: F401
+from hwopt.passes import (  # noqa: F401
+    simplify,
+    fold_constants,
+    eliminate_dead_code,
+    deduplicate_constants,
+    eliminate_common_subexpressions,
+    fold_batchnorm,
+)

@@ -94,6 +94,8 @@ class Pass(abc.ABC):
     max_opset: ClassVar[int] = 23
     tolerance: ClassVar[Tolerance] = STRUCTURAL
     requires: ClassVar[tuple[str, ...]] = ()
+    # Options a config file may set under [passes.<name>], with their defaults.
+    option_defaults: ClassVar[Mapping[str, Any]] = {}
 
     @abc.abstractmethod
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
@@ -108,6 +110,7 @@ class Pass(abc.ABC):
             "opsets": [cls.min_opset, cls.max_opset],
             "tolerance": cls.tolerance.to_dict(),
             "requires": list(cls.requires),
+            "options": dict(cls.option_defaults),
         }
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from hwopt.errors import one_line
+from hwopt.errors import ConfigError, one_line
 from hwopt.model.stats import model_stats
 from hwopt.passes.base import Declined, Pass, PassContext, default_opset
 from hwopt.verify import (
@@ -76,10 +76,19 @@ class PipelineResult:
 
 
 class Pipeline:
-    """An ordered list of passes."""
+    """An ordered list of passes, with the options each one is given."""
 
-    def __init__(self, passes: Sequence[Pass]):
+    def __init__(self, passes: Sequence[Pass], pass_options: Mapping[str, Mapping] | None = None):
         self.passes = list(passes)
+        self.pass_options = dict(pass_options or {})
+        for pass_ in self.passes:
+            given = self.pass_options.get(pass_.name, {})
+            unknown = sorted(set(given) - set(pass_.option_defaults))
+            if unknown:
+                known = ", ".join(pass_.option_defaults) or "none"
+                raise ConfigError(
+                    f"pass '{pass_.name}': unknown option(s) {', '.join(unknown)}; known: {known}"
+                )
 
     @property
     def names(self) -> list[str]:
@@ -96,7 +105,9 @@ class Pipeline:
         current, outputs = model, dict(reference)
         records = []
         for pass_ in self.passes:
-            record, current, outputs = self._run_one(pass_, current, outputs, ctx, feeds)
+            options = {**pass_.option_defaults, **self.pass_options.get(pass_.name, {})}
+            pass_ctx = dataclasses.replace(ctx, options=options)
+            record, current, outputs = self._run_one(pass_, current, outputs, pass_ctx, feeds)
             records.append(record)
             log.info("pass %s: %s %s", record.name, record.status, record.reason or "")
         return PipelineResult(current, records, outputs)

@@ -1,0 +1,84 @@
+"""The benchmark model set and helpers shared by the scripts under bench/.
+
+Models: the five samples, and the real trained models that ship inside PyPI packages
+(fetched by ../shared/models/fetch_real_models.sh into bench/models/, not committed).
+Each model comes with the concrete feeds it is benchmarked on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_models"
+REAL_DIR = Path(os.environ.get("HWOPT_BENCH_MODELS", ROOT / "bench" / "models"))
+FETCH_SCRIPT = ROOT.parent / "shared" / "models" / "fetch_real_models.sh"
+RESULTS = ROOT / "bench" / "results"
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchModel:
+    name: str
+    path: Path
+    make_feeds: Callable[[np.random.Generator], dict[str, np.ndarray]]
+    kind: str  # "sample" or "real"
+
+
+def _image(name: str, *shape: int) -> Callable[[np.random.Generator], dict[str, np.ndarray]]:
+    return lambda rng: {name: rng.standard_normal(shape).astype(np.float32)}
+
+
+def _silero(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    t = np.arange(512) / 16000.0
+    audio = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(512)
+    return {
+        "input": audio.astype(np.float32)[None, :],
+        "state": np.zeros((2, 1, 128), np.float32),
+        "sr": np.array(16000, dtype=np.int64),
+    }
+
+
+def bench_models(include_real: bool = True) -> list[BenchModel]:
+    models = [
+        BenchModel(stem, SAMPLES / f"{stem}.onnx", _image("input", 1, 3, 96, 96), "sample")
+        for stem in ("mobilenetv2_tiny", "resnext_tiny", "shufflenet_tiny", "inception_tiny")
+    ]
+    models.append(BenchModel("transformer_tiny", SAMPLES / "transformer_tiny.onnx",
+                             _image("tokens", 1, 32, 64), "sample"))
+    if include_real:
+        ensure_real_models()
+        models += [
+            BenchModel("ppocr_v4_det", REAL_DIR / "ch_PP-OCRv4_det_infer.onnx", _image("x", 1, 3, 640, 640), "real"),
+            BenchModel("ppocr_v4_rec", REAL_DIR / "ch_PP-OCRv4_rec_infer.onnx", _image("x", 1, 3, 48, 320), "real"),
+            BenchModel("ppocr_v2_cls", REAL_DIR / "ch_ppocr_mobile_v2.0_cls_infer.onnx", _image("x", 1, 3, 48, 192), "real"),
+            BenchModel("silero_vad", REAL_DIR / "silero_vad.onnx", _silero, "real"),
+            BenchModel("silero_vad_op18", REAL_DIR / "silero_vad_op18_ifless.onnx", _silero, "real"),
+        ]
+    return models
+
+
+def ensure_real_models() -> None:
+    wanted = ("ch_PP-OCRv4_det_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx",
+              "ch_ppocr_mobile_v2.0_cls_infer.onnx", "silero_vad.onnx", "silero_vad_op18_ifless.onnx")
+    if all((REAL_DIR / name).is_file() for name in wanted):
+        return
+    if not FETCH_SCRIPT.is_file():
+        sys.exit(f"real models missing from {REAL_DIR} and no fetch script at {FETCH_SCRIPT}")
+    REAL_DIR.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["bash", str(FETCH_SCRIPT), str(REAL_DIR)], check=True)
+
+
+def save_feeds(feeds: dict[str, np.ndarray], path: Path) -> Path:
+    np.savez(path, **feeds)
+    return path
+
+
+def median(values: list[float]) -> float:
+    return float(np.median(np.asarray(values)))

@@ -1,0 +1,129 @@
+"""TOML configuration files (``--config FILE``); configs/ holds presets in this format.
+
+Precedence: a command-line flag > the config file > hwopt's defaults. Every key is checked:
+an unknown key is an error that lists the known ones, so a typo never silently does nothing.
+
+    targets = ["cpu"]                      # or "cpu"
+    inputs = "calib/sample.npz"            # feeds for checks and benchmarks
+
+    [input_shapes]
+    x = [1, 3, 640, 640]
+
+    [pipeline]
+    passes = ["simplify", "fold_batchnorm"] # exactly these passes (default: the target's)
+    skip = ["upgrade_opset"]                # or the default without these
+    strict = true
+
+    [passes.upgrade_opset]                  # options of one pass
+    target_opset = 17
+
+    [bench]
+    seconds = 2.0
+    enabled = true
+
+Relative paths are resolved from the config file's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hwopt.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+_TOP_KEYS = {"targets", "inputs", "input_shapes", "pipeline", "passes", "bench"}
+_PIPELINE_KEYS = {"passes", "skip", "strict"}
+_BENCH_KEYS = {"seconds", "enabled"}
+
+
+@dataclasses.dataclass
+class Config:
+    """What a config file sets; None means "not set here"."""
+
+    targets: list[str] | None = None
+    inputs: Path | None = None
+    input_shapes: dict[str, tuple[int, ...]] | None = None
+    passes: list[str] | None = None
+    skip_passes: list[str] | None = None
+    strict: bool | None = None
+    pass_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    bench_seconds: float | None = None
+    bench_enabled: bool | None = None
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_config(data, base=path.parent, where=str(path))
+
+
+def parse_config(data: Mapping[str, Any], base: Path = Path("."), where: str = "config") -> Config:
+    _known(data, _TOP_KEYS, where)
+    config = Config()
+    if "targets" in data:
+        targets = data["targets"]
+        config.targets = [targets] if isinstance(targets, str) else _str_list(targets, f"{where}: targets")
+    if "inputs" in data:
+        config.inputs = base / _typed(data["inputs"], str, f"{where}: inputs")
+    if "input_shapes" in data:
+        shapes = _typed(data["input_shapes"], dict, f"{where}: input_shapes")
+        config.input_shapes = {}
+        for name, dims in shapes.items():
+            if not isinstance(dims, list) or not all(isinstance(d, int) and d > 0 for d in dims):
+                raise ConfigError(f"{where}: input_shapes.{name} must be a list of positive integers")
+            config.input_shapes[name] = tuple(dims)
+    if "pipeline" in data:
+        pipeline = _typed(data["pipeline"], dict, f"{where}: pipeline")
+        _known(pipeline, _PIPELINE_KEYS, f"{where}: [pipeline]")
+        if "passes" in pipeline:
+            config.passes = _str_list(pipeline["passes"], f"{where}: pipeline.passes")
+        if "skip" in pipeline:
+            config.skip_passes = _str_list(pipeline["skip"], f"{where}: pipeline.skip")
+        if "strict" in pipeline:
+            config.strict = _typed(pipeline["strict"], bool, f"{where}: pipeline.strict")
+    if "passes" in data:
+        for name, options in _typed(data["passes"], dict, f"{where}: passes").items():
+            config.pass_options[name] = dict(_typed(options, dict, f"{where}: passes.{name}"))
+    if "bench" in data:
+        bench = _typed(data["bench"], dict, f"{where}: bench")
+        _known(bench, _BENCH_KEYS, f"{where}: [bench]")
+        if "seconds" in bench:
+            config.bench_seconds = float(_typed(bench["seconds"], (int, float), f"{where}: bench.seconds"))
+        if "enabled" in bench:
+            config.bench_enabled = _typed(bench["enabled"], bool, f"{where}: bench.enabled")
+    return config
+
+
+def _known(table: Mapping[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+
+
+def _typed(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+    # bool is an int in Python; a number where a bool is wanted (or the reverse) is a mistake.
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ConfigError(f"{where} must be a {names}, not {type(value).__name__}")
+    return value
+
+
+def _str_list(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of strings")
+    return list(value)
