@@ -47,12 +47,16 @@ def make_model(text: str, weights: Mapping[str, np.ndarray] | None = None, seed:
 
 
 def run_pass(
-    pass_: Pass, model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None
+    pass_: Pass,
+    model: onnx.ModelProto,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+    options: Mapping[str, object] | None = None,
 ) -> tuple[PassRecord, onnx.ModelProto]:
     """Run one pass through the pipeline (so it is verified as in production)."""
     specs = resolve_input_specs(model.graph, shapes)
     feeds = generate_feeds(specs, seed=1)
-    result = Pipeline([pass_]).run(model, PassContext("cpu", specs), feeds, run_model(model, feeds))
+    pipeline = Pipeline([pass_], {pass_.name: dict(options)} if options else None)
+    result = pipeline.run(model, PassContext("cpu", specs), [feeds], [run_model(model, feeds)])
     (record,) = result.records
     return record, result.model
 

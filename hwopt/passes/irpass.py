@@ -14,7 +14,9 @@ from hwopt.passes.base import Pass, PassContext, PassResult
 
 
 def count_nodes(model: ir.Model) -> int:
-    return sum(1 for _ in ir.traversal.RecursiveGraphIterator(model.graph))
+    """Nodes of the main graph, its subgraphs and the model's functions."""
+    graphs = [model.graph, *(function.graph for function in model.functions.values())]
+    return sum(1 for graph in graphs for _ in ir.traversal.RecursiveGraphIterator(graph))
 
 
 def count_initializers(model: ir.Model) -> int:

@@ -1,0 +1,416 @@
+"""Collapse and cancel chains of data-movement ops, and make computed Reshape targets constant.
+
+Every rewrite keeps the values and their row-major order, so each is exact whenever the
+original succeeds (a Squeeze of a dim that is not 1 fails; its rewrite may not):
+
+* ``Transpose(Transpose(x, p), q)`` is ``Transpose(x, p[q])`` (``y[i] = x[p[q[i]]]``), or ``x``
+  when ``p[q]`` is the identity (onnxscript's rule).
+* ``Reshape(Reshape(x, s1), s2)`` is ``Reshape(x, s2')``: a Reshape reads only its input's
+  size, except that a 0 in s2 copies a dim of the *inner* output; s2' writes each such 0 as
+  the static output dim, or as -1 when it is the only unknown entry (onnxscript's rule).
+  ``Reshape(Flatten(x), s)`` is the same, Flatten being a Reshape to 2-D.
+* A chain of two Squeeze/Unsqueeze nodes only drops and inserts dims of size 1. Following x's
+  dims through both gives the net effect: nothing (the pair cancels, e.g. ``Squeeze(Unsqueeze(
+  x, a), a)``), one Unsqueeze, or one Squeeze. Axes are an attribute before opset 13 and an
+  input from 13; the rewrite uses the model's form.
+* ``Reshape(x, s)`` where s is computed from x's own shape, such as TorchScript's flatten
+  ``Concat(Unsqueeze(Gather(Shape(x), 0)), [-1])``, gets a constant target: a dim of x that
+  lands at its own position becomes 0 (copy the input dim; ONNX Reshape does that when
+  allowzero is 0 or absent), a dim known statically becomes its value, and a single other dim
+  becomes -1 when every other entry is a positive constant. Pieces may be constants,
+  ``Shape(x)`` (with start/end), and Gather, Slice, Unsqueeze of those.
+* ``Gather(Shape(x), i)`` is a constant when the dims it picks are known statically.
+
+Chains through other tensors are left alone. A channel shuffle, ``Reshape`` to
+``[N, g, C/g, H, W]`` then ``Transpose`` then ``Reshape`` back, moves data and matches none of
+these rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import onnx_ir as ir
+from onnxscript.rewriter import MatchResult, RewriteRule, RewriteRuleClassBase
+from onnxscript.rewriter.rules.common import _basic_rules as onnxscript_basic
+
+from hwopt.passes.base import PassContext, PassResult, default_opset
+from hwopt.passes.registry import register
+from hwopt.passes.remove_noops import slice_params
+from hwopt.passes.rewiring import eliminate_identities, identity_nodes, remove_unused_nodes, rename_blocker
+from hwopt.passes.rewrite import RewriteRulePass, not_applicable
+from hwopt.passes.values import constant, describe, fresh_name
+
+def _fail(reason: str) -> MatchResult:
+    return MatchResult().fail(reason)
+
+
+def _fresh_name(context, base: str) -> str | None:
+    """A name for a new initializer, unused in the matched graph and the main graph (a chain
+    collapsed twice would otherwise name two after the same output); None inside a function,
+    which cannot hold initializers."""
+    if isinstance(context.graph_or_function, ir.Function):
+        return None
+    taken = set(context.graph_or_function.initializers) | set(context.model.graph.initializers)
+    return fresh_name(taken, base)
+
+
+def _in_function(node: ir.Node) -> MatchResult:
+    return _fail(
+        f"{describe(node)} not rewritten: it is inside a function, which cannot hold the new "
+        "constant"
+    )
+
+
+def _sole_use(outer: ir.Node, inner_out: ir.Value) -> MatchResult:
+    """The inner node of a chain goes away only when the outer node is its only consumer."""
+    if inner_out.is_graph_output() or len(inner_out.uses()) > 1:
+        return _fail(
+            f"{describe(outer)} not collapsed: '{inner_out.name}' also feeds other nodes or is a "
+            "graph output"
+        )
+    return MatchResult()
+
+
+class CollapseTransposes(onnxscript_basic.TransposeTranspose):
+    def __init__(self) -> None:
+        # The inner Transpose is left to dead-code elimination, so that one with other uses
+        # reaches check and is reported.
+        super().__init__(remove_nodes=False)
+
+    def check(self, context, x, perm1, perm2) -> MatchResult:
+        outer, inner_out = context.root, context.root.inputs[0]
+        result = _sole_use(outer, inner_out)
+        if not result:
+            return result
+        if not super().check(context, x, perm1, perm2):
+            return _fail(f"{describe(outer)} not collapsed: a permutation is a reference attribute")
+        composed = self._apply_transposes([perm1.as_ints(), perm2.as_ints()])
+        if composed == list(range(len(composed))):
+            reason = rename_blocker(x, context.output_values[0])
+            if reason is not None:
+                return _fail(f"{describe(outer)} not removed: {reason}")
+        return MatchResult()
+
+
+class _CollapseIntoReshape:
+    """Mixin: onnxscript's ReshapeReshape check, with reasons that name the nodes."""
+
+    def _check_outer_reshape(self, context, x, shape) -> MatchResult:
+        outer = context.root
+        inner_out = outer.inputs[0]
+        if constant(shape) is None:
+            producer = shape.producer()
+            origin = f"by {describe(producer)}" if producer else f"as graph input '{shape.name}'"
+            return _fail(f"{describe(outer)} not collapsed: its shape is computed at run time {origin}")
+        result = _sole_use(outer, inner_out)
+        if not result:
+            return result
+        result = onnxscript_basic.ReshapeReshape.check(self, context, x, None, shape)
+        if not result:
+            return _fail(
+                f"{describe(outer)} not collapsed into {describe(inner_out.producer())}: "
+                f"{result.reason}"
+            )
+        self._new_shape_name = _fresh_name(context, self._new_shape_name)
+        if self._new_shape_name is None:
+            return _in_function(outer)
+        return result
+
+
+class CollapseReshapes(_CollapseIntoReshape, onnxscript_basic.ReshapeReshape):
+    def __init__(self) -> None:
+        super().__init__(remove_nodes=False)
+
+    def check(self, context, x, shape_ignored, shape) -> MatchResult:
+        return self._check_outer_reshape(context, x, shape)
+
+
+class CollapseFlattenReshape(_CollapseIntoReshape, onnxscript_basic.ReshapeReshape):
+    def __init__(self) -> None:
+        super().__init__(remove_nodes=False)
+
+    def pattern(self, op, x, shape):
+        return op.Reshape(op.Flatten(x), shape)
+
+    def check(self, context, x, shape) -> MatchResult:
+        return self._check_outer_reshape(context, x, shape)
+
+    def rewrite(self, op, x, shape):
+        return super().rewrite(op, x, None, shape)
+
+
+def _axes(node: ir.Node) -> list[int] | None:
+    """A Squeeze/Unsqueeze's axes, from the attribute (opset < 13) or a constant input; [] when
+    none are given; None when they are computed at run time."""
+    if "axes" in node.attributes:
+        return list(node.attributes.get_ints("axes"))
+    if len(node.inputs) < 2 or node.inputs[1] is None:
+        return []
+    value = constant(node.inputs[1])
+    return None if value is None else [int(a) for a in value.reshape(-1)]
+
+
+class ComposeUnitDims(RewriteRuleClassBase):
+    """``outer(inner(x))`` for inner, outer in {Squeeze, Unsqueeze}: at most one node."""
+
+    def __init__(self, inner: str, outer: str, opset: int) -> None:
+        super().__init__(name=f"Compose{inner}{outer}", remove_nodes=False)
+        self.inner, self.outer, self.opset = inner, outer, opset
+
+    def pattern(self, op, x):
+        mid = getattr(op, self.inner)(x, _allow_other_inputs=True, _outputs=["mid"])
+        return getattr(op, self.outer)(mid, _allow_other_inputs=True, _outputs=["out"])
+
+    def check(self, context, x, mid, out) -> MatchResult:
+        outer, inner = out.producer(), mid.producer()
+        result = _sole_use(outer, mid)
+        if not result:
+            return result
+        if x.shape is None:
+            return _fail(f"{describe(outer)} not merged: the rank of '{x.name}' is not known")
+        dims = list(x.shape)
+        tokens: list[tuple[str, int]] = [("x", i) for i in range(len(dims))]
+        removed: list[int] = []
+        for node in (inner, outer):
+            axes = _axes(node)
+            if axes is None:
+                return _fail(f"{describe(node)} not merged: its axes are computed at run time")
+            tokens = self._apply(node.op_type, axes, tokens, dims, removed)
+            if isinstance(tokens, str):
+                return _fail(f"{describe(node)} not merged: {tokens}")
+        inserted = [p for p, token in enumerate(tokens) if token[0] == "new"]
+        # Dropping a dim of size 1 and inserting one where it was leaves x as it is.
+        unit_in_x = [("unit", -1) if i in removed else ("x", i) for i in range(len(dims))]
+        unit_in_out = [("unit", -1) if kind == "new" else (kind, i) for kind, i in tokens]
+        if unit_in_x == unit_in_out:
+            inserted, removed = [], []
+        if inserted and removed:
+            return _fail(
+                f"{describe(outer)} not merged with {describe(inner)}: together they drop dims "
+                f"{sorted(removed)} of '{x.name}' and insert others, which no single Squeeze or "
+                "Unsqueeze does"
+            )
+        if not inserted and not removed:
+            reason = rename_blocker(x, out)
+            if reason is not None:
+                return _fail(f"{describe(outer)} not removed: {reason}")
+        self._result = ("Unsqueeze", inserted) if inserted else ("Squeeze", sorted(removed))
+        self._name = _fresh_name(context, f"{out.name}/axes")
+        if self._name is None and self.opset >= 13 and (inserted or removed):
+            return _in_function(outer)
+        return MatchResult()
+
+    @staticmethod
+    def _apply(op_type, axes, tokens, dims, removed):
+        """tokens after one Squeeze/Unsqueeze: ("x", i) is x's dim i, ("new", -1) a new 1."""
+        rank = len(tokens) + (len(axes) if op_type == "Unsqueeze" else 0)
+        if op_type == "Squeeze" and not axes:
+            # No axes: squeeze every dim of size 1, which needs them all known statically.
+            for p, (kind, i) in enumerate(tokens):
+                if kind == "new" or dims[i] == 1:
+                    axes.append(p)
+                elif not isinstance(dims[i], int):
+                    return f"it has no axes and dim {i} of the input is not known statically"
+        normalized = {a + rank if a < 0 else a for a in axes}
+        if len(normalized) != len(axes) or not all(0 <= a < rank for a in normalized):
+            return f"its axes {axes} are not valid for rank {rank}"
+        if op_type == "Unsqueeze":
+            rest = iter(tokens)
+            return [("new", -1) if p in normalized else next(rest) for p in range(rank)]
+        removed.extend(i for p, (kind, i) in enumerate(tokens) if p in normalized and kind == "x")
+        return [token for p, token in enumerate(tokens) if p not in normalized]
+
+    def rewrite(self, op, x, mid, out):
+        op_type, axes = self._result
+        if not axes:
+            return op.Identity(x)
+        if self.opset < 13:
+            return getattr(op, op_type)(x, axes=axes)
+        value = op.initializer(ir.tensor(np.array(axes, np.int64)), name=self._name)
+        return getattr(op, op_type)(x, value)
+
+
+def _shape_piece(value: ir.Value, x: ir.Value, rank: int) -> list[int | tuple[str, int]] | str:
+    """A 1-D (or scalar) int64 value as its entries: ints for constants, ("dim", k) for dim k of
+    x. A string says why it is neither."""
+    const = constant(value)
+    if const is not None:
+        return [int(v) for v in const.reshape(-1)]
+    node = value.producer()
+    if node is None:
+        return f"graph input '{value.name}'"
+    if node.op_type == "Shape" and node.domain == "":
+        if node.inputs[0] is not x:
+            return f"the shape of another tensor '{node.inputs[0].name}'"
+        start = node.attributes.get_int("start", 0)
+        end = node.attributes.get_int("end", rank)
+        return [("dim", k) for k in range(rank)[start:end]]
+    if node.op_type in ("Gather", "Slice", "Unsqueeze", "Identity") and node.domain == "":
+        source = _shape_piece(node.inputs[0], x, rank)
+        if isinstance(source, str):
+            return source
+        if node.op_type == "Identity":
+            return source
+        if node.op_type == "Unsqueeze":
+            return source if len(source) == 1 else f"{describe(node)} of several dims"
+        if node.op_type == "Gather":
+            indices = constant(node.inputs[1])
+            if indices is None or node.attributes.get_int("axis", 0) != 0:
+                return f"{describe(node)} with indices computed at run time"
+            if not all(-len(source) <= i < len(source) for i in indices.reshape(-1)):
+                return f"{describe(node)} out of range"
+            return [source[int(i)] for i in indices.reshape(-1)]
+        params = slice_params(node)
+        if params is None or len(params[0]) != 1 or params[2][0] not in (0, -1) or params[3][0] != 1:
+            return f"{describe(node)} with bounds computed at run time or a step other than 1"
+        return source[params[0][0] : params[1][0]]
+    return f"{describe(node)}"
+
+
+class ReshapeToOwnDims(RewriteRuleClassBase):
+    """``Reshape(x, s)`` with s computed from x's own dims and constants -> a constant s."""
+
+    def __init__(self) -> None:
+        # Only the Reshape is matched; the shape computation it no longer uses is left to
+        # dead-code elimination (it may feed other Reshapes too).
+        super().__init__(remove_nodes=False)
+
+    def pattern(self, op, x, shape):
+        return op.Reshape(x, shape, _outputs=["out"])
+
+    def check(self, context, x, shape, out) -> MatchResult:
+        node = out.producer()
+        if constant(shape) is not None:
+            return not_applicable()
+        if x.shape is None:
+            return _fail(f"{describe(node)} not simplified: the rank of '{x.name}' is not known")
+        rank = len(x.shape)
+        concat = shape.producer()
+        if concat is not None and concat.op_type == "Concat" and concat.domain == "":
+            pieces = list(concat.inputs)
+        else:
+            pieces = [shape]
+        entries: list[int | tuple[str, int]] = []
+        for piece in pieces:
+            got = _shape_piece(piece, x, rank)
+            if isinstance(got, str):
+                return _fail(
+                    f"{describe(node)} not simplified: its shape is computed at run time from {got}"
+                )
+            entries.extend(got)
+        target = self._constant_target(node, x, entries)
+        if isinstance(target, str):
+            return _fail(f"{describe(node)} not simplified: {target}")
+        self._target = target
+        self._name = _fresh_name(context, f"{out.name}/target")
+        if self._name is None:
+            return _in_function(node)
+        return MatchResult()
+
+    @staticmethod
+    def _constant_target(node, x, entries) -> list[int] | str:
+        copies = node.attributes.get_int("allowzero", 0) == 0
+        target: list[int | None] = []
+        for position, entry in enumerate(entries):
+            if isinstance(entry, int):
+                target.append(entry)
+                continue
+            k = entry[1]
+            if k == position and copies:
+                target.append(0)
+            elif isinstance(x.shape[k], int):
+                target.append(x.shape[k])
+            else:
+                target.append(None)
+        unknown = [p for p, t in enumerate(target) if t is None]
+        if not unknown:
+            return target
+        others_positive = all(t is not None and t > 0 for p, t in enumerate(target) if p != unknown[0])
+        if len(unknown) == 1 and others_positive:
+            target[unknown[0]] = -1
+            return target
+        p = unknown[0]
+        return (
+            f"dim {entries[p][1]} of '{x.name}' lands at position {p} and is not known "
+            "statically"
+        )
+
+    def rewrite(self, op, x, shape, out):
+        node = out.producer()
+        value = op.initializer(ir.tensor(np.array(self._target, np.int64)), name=self._name)
+        if "allowzero" in node.attributes:
+            return op.Reshape(x, value, allowzero=node.attributes.get_int("allowzero"))
+        return op.Reshape(x, value)
+
+
+class FoldStaticShapeGather(RewriteRuleClassBase):
+    """``Gather(Shape(x), i)`` -> the constant dims, when they are known statically."""
+
+    def __init__(self) -> None:
+        super().__init__(remove_nodes=False)
+
+    def pattern(self, op, x, indices):
+        return op.Gather(op.Shape(x), indices, _outputs=["out"])
+
+    def check(self, context, x, indices, out) -> MatchResult:
+        node = out.producer()
+        picked = constant(indices)
+        if picked is None or x.shape is None or node.attributes.get_int("axis", 0) != 0:
+            return not_applicable()
+        entries = _shape_piece(node.inputs[0], x, len(x.shape))
+        if isinstance(entries, str) or not all(-len(entries) <= i < len(entries) for i in picked.flat):
+            return not_applicable()
+        dims = [x.shape[entries[int(i)][1]] for i in picked.reshape(-1)]
+        if not all(isinstance(d, int) for d in dims):
+            return not_applicable()
+        if out.is_graph_output():
+            return _fail(f"{describe(node)} not folded: its output is a graph output, not a constant")
+        self._value = np.array(dims, np.int64).reshape(picked.shape)
+        self._name = _fresh_name(context, f"{out.name}/value")
+        if self._name is None:
+            return _in_function(node)
+        return MatchResult()
+
+    def rewrite(self, op, x, indices, out):
+        # The Identity goes when the pass rewires consumers to the initializer.
+        return op.Identity(op.initializer(ir.tensor(self._value), name=self._name))
+
+
+@register
+class SimplifyShapeOps(RewriteRulePass):
+    # The rules read ranks and static dims of intermediate values.
+    needs_shapes = True
+    name = "simplify_shape_ops"
+    description = (
+        "collapse Transpose/Reshape/Squeeze/Unsqueeze chains; constant Reshape targets from own dims"
+    )
+
+    def rewrite_rules(self, model: ir.Model, ctx: PassContext) -> Sequence[RewriteRule]:
+        opset = default_opset(model.opset_imports)
+        return [
+            ReshapeToOwnDims().rule(),
+            FoldStaticShapeGather().rule(),
+            CollapseTransposes().rule(),
+            CollapseReshapes().rule(),
+            CollapseFlattenReshape().rule(),
+            *(
+                ComposeUnitDims.rule(inner, outer, opset)
+                for inner in ("Squeeze", "Unsqueeze")
+                for outer in ("Squeeze", "Unsqueeze")
+            ),
+        ]
+
+    def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
+        # The rewriter removes dead nodes after rules that leave the old chain behind; dead
+        # nodes that were already there go first, so that they can be counted apart.
+        unused = remove_unused_nodes(model)
+        present = set(identity_nodes(model))
+        result = super().run(model, ctx)
+        # Chains that cancel were replaced by an Identity; rewire their consumers. The model's
+        # own Identity nodes are remove_noops' business.
+        eliminate_identities(model, spare=present)
+        if unused and result.changed:
+            result.rewrites["RemoveUnusedNodes"] += unused
+        return result
