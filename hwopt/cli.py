@@ -246,16 +246,26 @@ def inspect(
 
 @app.command("passes")
 @handle_errors
-def list_passes(json_out: JsonOpt = False) -> None:
-    """List the passes: name, description, targets, opset range, tolerance.
+def list_passes(
+    json_out: JsonOpt = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the full catalog as Markdown.")] = False,
+) -> None:
+    """List the passes: name, description, targets, opset range, tolerance, options.
 
-    [bold]Example[/bold]
+    [bold]Examples[/bold]
 
       hwopt passes --json
+
+      hwopt passes --markdown > docs/passes.md
     """
     from hwopt.passes.registry import all_passes
     from hwopt.report.render import Document, Table, render_console
 
+    if markdown:
+        from hwopt.passes.catalog import catalog_markdown
+
+        sys.stdout.write(catalog_markdown())
+        return
     rows = [cls.metadata() for cls in all_passes()]
     if json_out:
         print(json.dumps({"schema": "hwopt.passes/1", "passes": rows}, indent=2))

@@ -31,6 +31,7 @@ from hwopt.model.inputs import (
     generate_feeds,
     load_feeds,
     resolve_input_specs,
+    second_batch,
     specs_from_feeds,
 )
 from hwopt.model.load import LoadedModel, load_model
@@ -56,7 +57,7 @@ from hwopt.report.optimize import (
 from hwopt.report.render import render_markdown
 from hwopt.session import create_session
 from hwopt.targets import Target, get_target
-from hwopt.verify import VerificationFailed, compare_outputs, run_model
+from hwopt.verify import VerificationFailed, compare_outputs, merge_diffs, run_model
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,14 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> 
         reference = run_model(loaded.proto, feeds)
     except VerificationFailed as exc:
         raise ModelLoadError(f"{model_path}: the model does not run: {exc}") from exc
+    check_feeds, references, batch_note = [feeds], [reference], None
+    batch2 = second_batch(specs, feeds)
+    if batch2 is not None:
+        try:
+            references.append(run_model(loaded.proto, batch2))
+            check_feeds.append(batch2)
+        except VerificationFailed as exc:
+            batch_note = f"passes were checked at one batch size only: the original does not run at batch 2 ({exc})"
 
     out_dir = prepare_output_dir(
         options.output_dir or default_output_dir(model_path),
@@ -144,7 +153,9 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> 
     builds, manifests = [], []
     for target in targets:
         build_dir = out_dir if len(targets) == 1 else prepare_output_dir(out_dir / target.name, [model_path])
-        build, manifest = _build_for_target(target, loaded, specs, feeds, reference, build_dir, options)
+        build, manifest = _build_for_target(
+            target, loaded, specs, check_feeds, references, build_dir, options
+        )
         builds.append(build)
         manifests.append(manifest)
 
@@ -161,6 +172,8 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> 
             "outputs were compared on generated inputs: this shows the build computes what the "
             "original computes, not that either is accurate on real data (pass --inputs FILE.npz)"
         )
+    if batch_note:
+        report.warnings.append(batch_note)
     defaulted = [d for spec in specs for d in spec.defaulted]
     if defaulted:
         report.warnings.append(
@@ -200,16 +213,20 @@ def _build_for_target(
     target: Target,
     loaded: LoadedModel,
     specs: list[InputSpec],
-    feeds: dict[str, np.ndarray],
-    reference: dict[str, np.ndarray],
+    feeds: list[dict[str, np.ndarray]],
+    references: list[dict[str, np.ndarray]],
     build_dir: Path,
     options: OptimizeOptions,
 ) -> tuple[BuildReport, dict]:
     """Run the target's pipeline and write its model; return the report and the manifest,
     which the caller writes last."""
-    pipeline = Pipeline(resolve(_choose_passes(target, options)), options.pass_options)
+    pass_options = {
+        name: {**target.pass_options.get(name, {}), **options.pass_options.get(name, {})}
+        for name in {*target.pass_options, *options.pass_options}
+    }
+    pipeline = Pipeline(resolve(_choose_passes(target, options)), pass_options)
     ctx = PassContext(target=target.name, input_specs=specs)
-    result = pipeline.run(loaded.proto, ctx, feeds, reference)
+    result = pipeline.run(loaded.proto, ctx, feeds, references)
 
     (build_dir / MANIFEST).unlink(missing_ok=True)  # the manifest marks a complete build
     model_files = save_model_atomic(result.model, build_dir / MODEL_FILE)
@@ -224,7 +241,10 @@ def _build_for_target(
         original=model_stats(loaded.proto, loaded.file_bytes),
         optimized=model_stats(result.model, sum((build_dir / f).stat().st_size for f in model_files)),
         latency=Latency(),
-        accuracy=Accuracy(compare_outputs(reference, result.outputs), samples=1),
+        accuracy=Accuracy(
+            merge_diffs([compare_outputs(r, o) for r, o in zip(references, result.outputs)]),
+            samples=sum(_batch_of(f) for f in feeds),
+        ),
         passes=result.records,
     )
     if not availability.available:
@@ -232,7 +252,7 @@ def _build_for_target(
     elif not options.benchmark:
         build.latency.not_measured = "benchmark skipped (--no-bench)"
     else:
-        build.latency = _benchmark(target, loaded, build_dir / MODEL_FILE, feeds, options.bench)
+        build.latency = _benchmark(target, loaded, build_dir / MODEL_FILE, feeds[0], options.bench)
     for record in result.rolled_back:
         build.warnings.append(f"pass '{record.name}' was rolled back: {record.reason}")
     return build, _manifest(build, loaded, specs, result, build_dir, model_files)

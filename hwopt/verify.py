@@ -14,7 +14,7 @@ written, not ONNX Runtime's rewrite of it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -61,6 +61,19 @@ def compare_outputs(
             )
         diffs.append(_diff(name, np.asarray(ref), np.asarray(got)))
     return diffs
+
+
+def merge_diffs(per_feed_set: Sequence[Sequence[OutputDiff]]) -> list[OutputDiff]:
+    """One diff per output: the worst over several feed sets."""
+    worst: dict[str, OutputDiff] = {}
+    for diffs in per_feed_set:
+        for d in diffs:
+            w = worst.get(d.name)
+            worst[d.name] = d if w is None else OutputDiff(
+                d.name, max(w.max_abs, d.max_abs), max(w.max_rel, d.max_rel),
+                min(w.cosine, d.cosine), max(w.ref_scale, d.ref_scale),
+            )
+    return list(worst.values())
 
 
 def _diff(name: str, ref: np.ndarray, got: np.ndarray) -> OutputDiff:

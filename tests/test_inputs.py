@@ -109,3 +109,13 @@ def test_load_feeds_checks_names_types_and_shapes(tmp_path: Path) -> None:
              w=np.zeros(4, np.float32))
     with pytest.raises(InputSpecError, match="declares"):
         load_feeds(wrong_shape, specs)
+
+
+def test_question_mark_dims_are_independent() -> None:
+    # PaddlePaddle exports write "?" for every dynamic dimension; they are not one symbol.
+    model = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 11]>
+    g (float[?, 3, ?, ?] x) => (float[?, 3, ?, ?] y) { y = Identity (x) }
+    """)
+    specs = resolve_input_specs(model.graph, {"x": (1, 3, 48, 192)})
+    assert specs[0].shape == (1, 3, 48, 192)

@@ -7,7 +7,8 @@ import onnx_ir as ir
 import pytest
 
 from conftest import tiny_conv_model
-from hwopt.model.inputs import generate_feeds, resolve_input_specs
+from passtest import make_model
+from hwopt.model.inputs import generate_feeds, resolve_input_specs, second_batch
 from hwopt.passes.base import BIT_EXACT, Pass, PassContext, PassResult
 from hwopt.passes.pipeline import APPLIED, ROLLED_BACK, SKIPPED, UNCHANGED, Pipeline
 from hwopt.passes.registry import resolve
@@ -80,7 +81,7 @@ def _run(passes):
     specs = resolve_input_specs(model.graph, {"x": (2, 3, 8, 8)})
     feeds = generate_feeds(specs)
     reference = run_model(model, feeds)
-    return model, Pipeline(passes).run(model, PassContext(target="cpu", input_specs=specs), feeds, reference)
+    return model, Pipeline(passes).run(model, PassContext(target="cpu", input_specs=specs), [feeds], [reference])
 
 
 def test_numeric_break_is_rolled_back():
@@ -126,9 +127,41 @@ def test_outputs_follow_the_last_kept_pass():
     model, result = _run([ScaleWeights(1e-7)])
     specs = resolve_input_specs(model.graph, {"x": (2, 3, 8, 8)})
     fresh = run_model(result.model, generate_feeds(specs))
-    np.testing.assert_array_equal(fresh["y"], result.outputs["y"])
+    np.testing.assert_array_equal(fresh["y"], result.outputs[0]["y"])
 
 
 def test_unknown_pass_names_list_the_known_ones():
     with pytest.raises(UsageError, match="known passes: .*simplify"):
         resolve(["simplify", "no_such_pass"])
+
+
+class BakeBatchOne(Pass):
+    """Wrong for any batch but 1: replaces a [0, -1] flatten target by the constant [1, -1]."""
+
+    name = "bake_batch_one"
+    description = "test pass"
+
+    def run(self, model, ctx):
+        target = model.graph.initializers["target"]
+        target.const_value = ir.tensor(np.array([1, -1], dtype=np.int64))
+        result = PassResult(model)
+        result.rewrites["baked"] = 1
+        return result
+
+
+def test_second_batch_size_catches_a_batch_baked_in():
+    model = make_model("""<ir_version: 8, opset_import: ["" : 17]>
+        g (float[N, 2, 3] x) => (float[N, 6] y) <int64[2] target> { y = Reshape (x, target) }""",
+        weights={"target": np.array([0, -1], dtype=np.int64)})
+    specs = resolve_input_specs(model.graph)
+    one = generate_feeds(specs)
+    two = second_batch(specs, one)
+    assert two is not None and two["x"].shape == (2, 2, 3)
+    ctx = PassContext("cpu", specs)
+    alone = Pipeline([BakeBatchOne()]).run(model, ctx, [one], [run_model(model, one)])
+    assert alone.records[0].status == APPLIED  # batch 1 alone cannot tell
+    both = Pipeline([BakeBatchOne()]).run(
+        model, ctx, [one, two], [run_model(model, one), run_model(model, two)]
+    )
+    assert both.records[0].status == ROLLED_BACK
+    assert "shape" in both.records[0].reason

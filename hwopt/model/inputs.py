@@ -266,3 +266,22 @@ def specs_from_feeds(specs: Sequence[InputSpec], feeds: Mapping[str, np.ndarray]
         dataclasses.replace(spec, shape=tuple(feeds[spec.name].shape), defaulted=())
         for spec in specs
     ]
+
+
+def second_batch(specs: Sequence[InputSpec], feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """The feeds at batch 2, for inputs whose leading dimension is symbolic; None if none is.
+
+    A pass that bakes the batch size into the graph (a Reshape to a constant that happens to
+    match batch 1) computes the right thing on the feeds it was checked with; a second check at
+    another batch size catches it. The second item is the first rolled by one along the last
+    axis (floats) or repeated (integers and booleans, which may be ids or flags).
+    """
+    batched = [s for s in specs if s.declared and not (isinstance(s.declared[0], int) and s.declared[0] > 0)]
+    if not batched or any(feeds[s.name].ndim == 0 or feeds[s.name].shape[0] != 1 for s in batched):
+        return None
+    out = dict(feeds)
+    for spec in batched:
+        first = feeds[spec.name]
+        second = np.roll(first, 1, axis=-1) if np.issubdtype(first.dtype, np.floating) else first
+        out[spec.name] = np.concatenate([first, second], axis=0)
+    return out

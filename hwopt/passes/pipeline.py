@@ -5,8 +5,9 @@ For every pass the pipeline:
 1. skips it, with the reason, when the model's opset is outside the pass's range;
 2. hands it a private ``onnx_ir`` copy of the current model and times ``run``;
 3. when the pass changed something, verifies the result: ``onnx.checker`` with strict shape
-   inference, an unchanged input/output signature, and an ONNX Runtime run on the same feeds
-   compared with the *previous* model's outputs within the pass's tolerance;
+   inference, an unchanged input/output signature, and ONNX Runtime runs on the same feed
+   sets compared with the *previous* model's outputs within the pass's tolerance (a second
+   feed set at another batch size catches a rewrite that only holds for the first one);
 4. keeps the result, or rolls back to the previous model and records why.
 
 The pipeline never raises for a failing pass: the record says what failed, and the caller
@@ -36,6 +37,9 @@ from hwopt.verify import (
 )
 
 log = logging.getLogger(__name__)
+
+Feeds = Mapping[str, np.ndarray]
+Outputs = dict[str, np.ndarray]
 
 APPLIED, UNCHANGED, ROLLED_BACK, SKIPPED = "applied", "unchanged", "rolled_back", "skipped"
 
@@ -68,7 +72,8 @@ class PassRecord:
 class PipelineResult:
     model: onnx.ModelProto
     records: list[PassRecord]
-    outputs: dict[str, np.ndarray]
+    # The final model's outputs on each feed set, in the order the feed sets were given.
+    outputs: list[Outputs]
 
     @property
     def rolled_back(self) -> list[PassRecord]:
@@ -98,11 +103,13 @@ class Pipeline:
         self,
         model: onnx.ModelProto,
         ctx: PassContext,
-        feeds: Mapping[str, np.ndarray],
-        reference: Mapping[str, np.ndarray],
+        feeds: Sequence[Feeds],
+        reference: Sequence[Outputs],
     ) -> PipelineResult:
-        """Run every pass on ``model``; ``reference`` is ``model``'s own outputs on ``feeds``."""
-        current, outputs = model, dict(reference)
+        """Run every pass on ``model``; ``reference[i]`` is ``model``'s outputs on ``feeds[i]``."""
+        if len(feeds) != len(reference) or not feeds:
+            raise ValueError("one reference output set per feed set, and at least one")
+        current, outputs = model, list(reference)
         records = []
         for pass_ in self.passes:
             options = {**pass_.option_defaults, **self.pass_options.get(pass_.name, {})}
@@ -116,10 +123,10 @@ class Pipeline:
         self,
         pass_: Pass,
         model: onnx.ModelProto,
-        outputs: dict[str, np.ndarray],
+        outputs: list[Outputs],
         ctx: PassContext,
-        feeds: Mapping[str, np.ndarray],
-    ) -> tuple[PassRecord, onnx.ModelProto, dict[str, np.ndarray]]:
+        feeds: Sequence[Feeds],
+    ) -> tuple[PassRecord, onnx.ModelProto, list[Outputs]]:
         before = model_stats(model)
         record = PassRecord(
             name=pass_.name,
@@ -156,8 +163,8 @@ class Pipeline:
         try:
             check_valid(candidate)
             check_same_signature(model, candidate)
-            new_outputs = run_model(candidate, feeds)
-            diffs = compare_outputs(outputs, new_outputs)
+            new_outputs = [run_model(candidate, f) for f in feeds]
+            diffs = [d for old, new in zip(outputs, new_outputs) for d in compare_outputs(old, new)]
         except VerificationFailed as exc:
             record.status = ROLLED_BACK
             record.reason = str(exc)

@@ -4,6 +4,11 @@ onnxsim runs ONNX Runtime on every constant subgraph and replaces it by its valu
 shape computations it can resolve, and applies onnxoptimizer's fusions (BatchNorm into Conv,
 Pad into Conv, transpose merging, dead-code elimination). It keeps symbolic input dimensions.
 Its own output check is off (``check_n=0``): the pipeline verifies every pass the same way.
+
+Option ``optimize`` (default true) runs onnxsim's graph optimizer too; hwopt's cpu pipeline
+turns it off and does the fusions with its own passes, because onnxsim's optimizer rewrites
+rank-3 MatMul+Add into Reshape-Gemm-Reshape with shape arithmetic (the transformer sample went
+from 85 to 93 nodes and 8% slower under ORT).
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ class Simplify(Pass):
     name = "simplify"
     description = "constant folding and shape simplification (onnxsim)"
     requires = ("onnxsim",)
+    option_defaults = {"optimize": True}
 
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
         proto = ir.serde.serialize_model(model)
-        simplified, _ = onnxsim.simplify(proto, check_n=0, perform_optimization=True)
+        simplified, _ = onnxsim.simplify(
+            proto, check_n=0, perform_optimization=bool(ctx.options.get("optimize", True))
+        )
         result = PassResult(model)
         if simplified.graph.SerializeToString() == proto.graph.SerializeToString():
             return result

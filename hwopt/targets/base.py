@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from hwopt.session import Providers, default_session_options
@@ -31,6 +32,8 @@ class Target(abc.ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     default_passes: ClassVar[tuple[str, ...]]
+    # Options the target gives its passes; a config file's [passes.<name>] tables override them.
+    pass_options: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
     @abc.abstractmethod
     def providers(self) -> Providers:
