@@ -57,7 +57,7 @@ from hwopt.report.optimize import (
 from hwopt.report.render import render_markdown
 from hwopt.session import create_session
 from hwopt.targets import Target, get_target
-from hwopt.verify import VerificationFailed, compare_outputs, merge_diffs, run_model
+from hwopt.verify import VerificationFailed, compare_outputs, merge_diffs, rounding_noise, run_model
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,8 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> 
         except VerificationFailed as exc:
             batch_note = f"passes were checked at one batch size only: the original does not run at batch 2 ({exc})"
 
+    noise = rounding_noise(loaded.proto, check_feeds)
+
     out_dir = prepare_output_dir(
         options.output_dir or default_output_dir(model_path),
         protected=[model_path, *(model_path.parent / f for f in loaded.external_files)],
@@ -154,7 +156,7 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> 
     for target in targets:
         build_dir = out_dir if len(targets) == 1 else prepare_output_dir(out_dir / target.name, [model_path])
         build, manifest = _build_for_target(
-            target, loaded, specs, check_feeds, references, build_dir, options
+            target, loaded, specs, check_feeds, references, noise, build_dir, options
         )
         builds.append(build)
         manifests.append(manifest)
@@ -215,6 +217,7 @@ def _build_for_target(
     specs: list[InputSpec],
     feeds: list[dict[str, np.ndarray]],
     references: list[dict[str, np.ndarray]],
+    noise: dict[str, float],
     build_dir: Path,
     options: OptimizeOptions,
 ) -> tuple[BuildReport, dict]:
@@ -226,7 +229,7 @@ def _build_for_target(
     }
     pipeline = Pipeline(resolve(_choose_passes(target, options)), pass_options)
     ctx = PassContext(target=target.name, input_specs=specs)
-    result = pipeline.run(loaded.proto, ctx, feeds, references)
+    result = pipeline.run(loaded.proto, ctx, feeds, references, noise)
 
     (build_dir / MANIFEST).unlink(missing_ok=True)  # the manifest marks a complete build
     model_files = save_model_atomic(result.model, build_dir / MODEL_FILE)
@@ -244,6 +247,7 @@ def _build_for_target(
         accuracy=Accuracy(
             merge_diffs([compare_outputs(r, o) for r, o in zip(references, result.outputs)]),
             samples=sum(_batch_of(f) for f in feeds),
+            rounding_noise=noise,
         ),
         passes=result.records,
     )

@@ -137,3 +137,15 @@ def run_model(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> dict[s
     except ORT_ERRORS as exc:
         raise VerificationFailed(f"onnxruntime: {one_line(exc)}") from exc
 
+
+
+def rounding_noise(model: onnx.ModelProto, feed_sets: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
+    """Per output, how far onnxruntime's own basic optimizations (constant and BatchNorm
+    folding) move it: the float32 rounding noise an exact rewrite of this model can cause."""
+    plain = create_session(model, VERIFY_SESSION_OPTIONS)
+    folded = create_session(model, {**VERIFY_SESSION_OPTIONS, "graph_optimization_level": "basic"})
+    noise: dict[str, float] = {}
+    for feeds in feed_sets:
+        for d in compare_outputs(run_session(plain, feeds), run_session(folded, feeds)):
+            noise[d.name] = max(noise.get(d.name, 0.0), d.max_abs if np.isfinite(d.max_abs) else 0.0)
+    return noise

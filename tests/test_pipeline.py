@@ -88,7 +88,7 @@ def test_numeric_break_is_rolled_back():
     model, result = _run([ScaleWeights(0.01)])
     (record,) = result.records
     assert record.status == ROLLED_BACK
-    assert "over the pass's tolerance" in record.reason
+    assert "over the pass's limit" in record.reason
     assert record.max_rel > 1e-3
     assert result.model is model  # rolled back to the input, untouched
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import onnx
+import onnx.version_converter
 import pytest
 from onnx import numpy_helper
 
@@ -76,6 +78,17 @@ def _cases(opset: int) -> dict[str, tuple[str, str, str, str, dict[str, int]]]:
             four = Gather<axis = 0>(shape, i1)
             c = Cast<to = 1>(four)
             n = Mul(r, c)""", "FoldStaticShapeGather", {"Cast": 1, "Mul": 1}),
+        # PaddlePaddle's shape arithmetic: int64 dims through int32 and back.
+        "int32_shape_slice": ("float[N, 4, 6]", "int64[1]", """
+            shape = Shape(r)
+            narrow = Cast<to = 6>(shape)
+            picked = Slice(narrow, a1, am1, a0)
+            n = Cast<to = 7>(picked)""", "DropInt32ShapeCasts", {"Shape": 1, "Slice": 1}),
+        "int32_shape_gather": ("float[N, 4, 6]", "int64", """
+            shape = Shape(r)
+            narrow = Cast<to = 6>(shape)
+            picked = Gather<axis = 0>(narrow, i0)
+            n = Cast<to = 7>(picked)""", "DropInt32ShapeCasts", {"Shape": 1, "Gather": 1}),
     }
 
 
@@ -150,7 +163,10 @@ def test_reshape_with_allowzero_one_uses_static_dims() -> None:
 
 
 def _unchanged(text: str, shapes) -> tuple[list[str], dict[str, int]]:
-    model = make_model(text)
+    return _unchanged_model(make_model(text), shapes)
+
+
+def _unchanged_model(model, shapes) -> tuple[list[str], dict[str, int]]:
     record, out = run_pass(SimplifyShapeOps(), model, shapes)
     assert record.status == UNCHANGED, record.reason
     assert op_counts(out) == op_counts(model)
@@ -283,3 +299,159 @@ def test_if_branch() -> None:
         "'e', whose name must stay"
     ]
     assert record.max_rel < 1e-5
+
+
+def _coerced_softmax_model(
+    op: str, flatten_axis: int, *, x_type: str = "float[N, 4, 6]", opset: int = 17
+) -> onnx.ModelProto:
+    """The wrapper onnx.version_converter writes for an opset-12 softmax of unknown rank. The
+    inner op has no axis: its default, 1 before opset 13 and -1 from 13, is the last of 2."""
+    return make_model(f"""<ir_version: 7, opset_import: ["" : {opset}]>
+        g ({x_type} x) => ({x_type} y) {{
+            r = Relu(x)
+            shape = Shape(r)
+            [flatten] flat = Flatten<axis = {flatten_axis}>(r)
+            rows = {op}(flat)
+            [wrap] n = Reshape(rows, shape)
+            y = Neg(n)
+        }}""")
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+@pytest.mark.parametrize("opset", [14, 17])
+def test_softmax_wrapped_by_the_version_converter(op: str, opset: int) -> None:
+    """Softmax<axis=2> of a tensor whose rank the converter does not see (a Reshape to a
+    computed shape), taken from opset 12: the converter wraps it, the rule unwraps it. (Onnx
+    infers the rank of such a Reshape's output from the target's length from opset 14 on.)"""
+    model = make_model(f"""<ir_version: 7, opset_import: ["" : 12]>
+        g (float[N, 4, 6] x) => (float[N, 4, 6] y) {{
+            s = Shape(x)
+            r = Reshape(x, s)
+            y = {op}<axis = 2>(r)
+        }}""")
+    model = onnx.version_converter.convert_version(model, opset)
+    assert op_counts(model)["Flatten"] == 1
+    record, out = run_pass(SimplifyShapeOps(), model, {"x": (2, 4, 6)})
+    assert record.status == APPLIED, record.reason
+    # Reshape(x, Shape(x)) gets a constant target too.
+    assert dict(record.rewrites) == {"UnwrapCoercedSoftmax": 1, "ReshapeToOwnDims": 1}
+    (softmax,) = [n for n in out.graph.node if n.op_type == op]
+    assert [a.i for a in softmax.attribute if a.name == "axis"] == [-1]
+    assert op_counts(out) == {"Reshape": 1, op: 1}
+    # The graph output keeps its name.
+    assert softmax.output[0] == "y"
+    assert record.max_rel < 1e-5
+
+
+@pytest.mark.parametrize("opset", [12, 17])
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+@pytest.mark.parametrize("x_type", ["float[N, 4, 6]", "float[N, 2, 3, 5]", "float[6]"], ids=str)
+def test_unwraps_softmax_over_the_last_axis(op: str, x_type: str, opset: int) -> None:
+    """Softmax(x, axis=-1) is the last-axis softmax at opset 12 too (it coerces to the same
+    rows), so the rule needs no opset."""
+    rank = x_type.count(",") + 1
+    model = _coerced_softmax_model(op, rank - 1, x_type=x_type, opset=opset)
+    record, out = run_pass(SimplifyShapeOps(), model, {"x": _feed_shape(x_type)})
+    assert record.status == APPLIED, record.reason
+    assert dict(record.rewrites) == {"UnwrapCoercedSoftmax": 1}
+    assert op_counts(out) == {"Relu": 1, op: 1, "Neg": 1}
+    assert record.max_rel < 1e-5
+
+
+@pytest.mark.parametrize("flatten_axis", [1, 0])
+def test_declines_softmax_over_several_axes(flatten_axis: int) -> None:
+    """Flatten at axis 1 of a rank-3 tensor: the softmax runs over dims 1 and 2 together."""
+    reasons, _ = _unchanged_model(_coerced_softmax_model("Softmax", flatten_axis), {"x": (2, 4, 6)})
+    assert reasons == [
+        f"Reshape 'wrap' not unwrapped: Flatten 'flatten' folds dims {flatten_axis} to 2 of 'r' "
+        "(rank 3) into one row, and the Softmax runs over all of them: that needs the wrapper"
+    ]
+
+
+def test_declines_softmax_of_unknown_rank() -> None:
+    """Without x's rank, Flatten's axis 2 may or may not be the last one."""
+    model = _coerced_softmax_model("Softmax", 2)
+    for value in (*model.graph.input, *model.graph.output):
+        value.type.tensor_type.ClearField("shape")
+    reasons, _ = _unchanged_model(model, {"x": (2, 4, 6)})
+    assert reasons == [
+        "Reshape 'wrap' not unwrapped: the rank of 'r' is not known, so whether Flatten "
+        "'flatten' keeps the Softmax to the last axis is not either"
+    ]
+
+
+def test_paddle_reshape_target_becomes_constant() -> None:
+    """``Reshape(r, Concat(0, Cast64(Slice(Cast32(Shape(r)), 1, 2)), 3, 4))``: without the int32
+    round trip the target is r's own dims, which ReshapeToOwnDims makes constant."""
+    record, out = run_pass(SimplifyShapeOps(), make_model("""<ir_version: 8, opset_import: ["" : 17]>
+        g (float[N, T, 12] x) => (float[N, T, 3, 4] y)
+          <int64[1] a0 = {0}, int64[1] a1 = {1}, int64[1] a2 = {2}, int64[2] tail = {3, 4}> {
+            r = Relu(x)
+            shape = Shape(r)
+            narrow = Cast<to = 6>(shape)
+            t = Slice(narrow, a1, a2, a0)
+            t64 = Cast<to = 7>(t)
+            target = Concat<axis = 0>(a0, t64, tail)
+            y = Reshape(r, target)
+        }"""), {"x": (2, 5, 12)})
+    assert record.status == APPLIED, record.reason
+    assert dict(record.rewrites) == {"DropInt32ShapeCasts": 1, "ReshapeToOwnDims": 1}
+    assert op_counts(out) == {"Relu": 1, "Reshape": 1}
+    (reshape,) = [n for n in out.graph.node if n.op_type == "Reshape"]
+    assert _initializer(out, reshape.input[1]) == [0, 0, 3, 4]
+    assert record.max_rel < 1e-5
+
+
+def test_int32_shape_slice_read_by_two_casts() -> None:
+    """PP-OCRv4 rec reads one int32 Slice of a shape through two Casts: both go, and the int32
+    chain with them. The Reshape of r itself then gets a constant target; the one of z keeps
+    its Slice of r's shape."""
+    record, out = run_pass(SimplifyShapeOps(), make_model("""<ir_version: 8, opset_import: ["" : 17]>
+        g (float[N, T, 12] x, float[N, T, 6] z) => (float[N, T, 2, 6] y, float[N, T, 3, 2] w)
+          <int64[1] a0 = {0}, int64[1] a1 = {1}, int64[1] a2 = {2}, int64[2] t26 = {2, 6},
+           int64[2] t32 = {3, 2}> {
+            r = Relu(x)
+            shape = Shape(r)
+            narrow = Cast<to = 6>(shape)
+            t = Slice(narrow, a1, a2, a0)
+            t64a = Cast<to = 7>(t)
+            t64b = Cast<to = 7>(t)
+            ya = Concat<axis = 0>(a0, t64a, t26)
+            yb = Concat<axis = 0>(a0, t64b, t32)
+            y = Reshape(r, ya)
+            w = Reshape(z, yb)
+        }"""), {"x": (2, 5, 12), "z": (2, 5, 6)})
+    assert record.status == APPLIED, record.reason
+    assert dict(record.rewrites) == {"DropInt32ShapeCasts": 2, "ReshapeToOwnDims": 1}
+    assert op_counts(out) == {"Relu": 1, "Shape": 1, "Slice": 1, "Concat": 1, "Reshape": 2}
+    assert record.max_rel < 1e-5
+
+
+def test_declines_int32_round_trip_of_values_that_are_not_dims() -> None:
+    """An int64 value that is not a shape may not fit in int32: its round trip can wrap."""
+    reasons, _ = _unchanged("""<ir_version: 8, opset_import: ["" : 17]>
+        g (int64[4] v) => (int64[2] y) <int64[1] a0 = {0}, int64[1] a2 = {2}> {
+            [narrow] c = Cast<to = 6>(v)
+            t = Slice(c, a0, a2)
+            [widen] y = Cast<to = 7>(t)
+        }""", {"v": (4,)})
+    assert reasons == [
+        "Cast 'widen' not removed: the values Cast 'narrow' casts to int32 come from 'v', not "
+        "from a Shape, so they may not survive the round trip"
+    ]
+
+
+def test_declines_int32_shape_slice_that_is_also_read_as_int32() -> None:
+    reasons, _ = _unchanged("""<ir_version: 8, opset_import: ["" : 17]>
+        g (float[N, 4] x) => (int64[1] y, int32[1] z) <int64[1] a0 = {0}, int64[1] a1 = {1}> {
+            r = Relu(x)
+            shape = Shape(r)
+            c = Cast<to = 6>(shape)
+            t = Slice(c, a0, a1)
+            [widen] y = Cast<to = 7>(t)
+            [add] z = Add(t, t)
+        }""", {"x": (2, 4)})
+    assert reasons == [
+        "Cast 'widen' not removed: Add 'add' also reads the int32 value 't', so the int32 chain "
+        "would stay"
+    ]

@@ -14,5 +14,6 @@ from hwopt.passes import (  # noqa: F401
     fold_scale_shift,
     matmul_add_to_gemm,
     fuse_activations,
+    fuse_layernorm,
     eliminate_common_subexpressions,
 )

@@ -24,25 +24,35 @@ from hwopt.model.inputs import InputSpec
 
 @dataclasses.dataclass(frozen=True)
 class Tolerance:
-    """How far a pass's outputs may move: ``max|a-b| <= atol + rtol * max|reference|``.
+    """How far a pass's outputs may move from its input's outputs.
 
-    ``rtol`` is relative to the largest magnitude of each output, not element-wise: an
-    element-wise relative error is meaningless where outputs cross zero.
+    ``max|a-b| <= max(atol + rtol * max|reference|, noise_factor * noise)`` per output, where
+    ``rtol`` is relative to the output's largest magnitude (element-wise relative error is
+    meaningless where outputs cross zero) and ``noise`` is the model's own float32 rounding
+    noise on that output: how far onnxruntime's basic graph optimizations (which fold
+    BatchNorm and constants themselves) move it. Deep networks amplify the rounding change of
+    a folded weight: PP-OCRv4 det moves by 1.2e-5 to 2e-5 under onnxruntime's own optimizer,
+    so a fixed 1e-5 would reject exact rewrites for rounding alone.
     """
 
     rtol: float
     atol: float
+    noise_factor: float = 0.0
 
-    def allows(self, max_abs: float, ref_scale: float) -> bool:
-        return max_abs <= self.atol + self.rtol * ref_scale
+    def limit(self, ref_scale: float, noise: float = 0.0) -> float:
+        return max(self.atol + self.rtol * ref_scale, self.noise_factor * noise)
+
+    def allows(self, max_abs: float, ref_scale: float, noise: float = 0.0) -> bool:
+        return max_abs <= self.limit(ref_scale, noise)
 
     def to_dict(self) -> dict[str, float]:
-        return {"rtol": self.rtol, "atol": self.atol}
+        return dataclasses.asdict(self)
 
 
 # Structural rewrites reorder float arithmetic (a folded BatchNorm rounds differently), so they
-# get a little room; a pass that only moves or renames nodes must be bit-exact.
-STRUCTURAL = Tolerance(rtol=1e-5, atol=1e-6)
+# get a little room, and up to twice the model's own rounding noise; a pass that only moves or
+# renames nodes must be bit-exact.
+STRUCTURAL = Tolerance(rtol=1e-5, atol=1e-6, noise_factor=2.0)
 BIT_EXACT = Tolerance(rtol=0.0, atol=0.0)
 
 

@@ -105,8 +105,11 @@ class Pipeline:
         ctx: PassContext,
         feeds: Sequence[Feeds],
         reference: Sequence[Outputs],
+        noise: Mapping[str, float] | None = None,
     ) -> PipelineResult:
-        """Run every pass on ``model``; ``reference[i]`` is ``model``'s outputs on ``feeds[i]``."""
+        """Run every pass on ``model``; ``reference[i]`` is ``model``'s outputs on ``feeds[i]``;
+        ``noise`` is the model's rounding noise per output (see Tolerance)."""
+        noise = dict(noise or {})
         if len(feeds) != len(reference) or not feeds:
             raise ValueError("one reference output set per feed set, and at least one")
         current, outputs = model, list(reference)
@@ -114,7 +117,7 @@ class Pipeline:
         for pass_ in self.passes:
             options = {**pass_.option_defaults, **self.pass_options.get(pass_.name, {})}
             pass_ctx = dataclasses.replace(ctx, options=options)
-            record, current, outputs = self._run_one(pass_, current, outputs, pass_ctx, feeds)
+            record, current, outputs = self._run_one(pass_, current, outputs, pass_ctx, feeds, noise)
             records.append(record)
             log.info("pass %s: %s %s", record.name, record.status, record.reason or "")
         return PipelineResult(current, records, outputs)
@@ -126,6 +129,7 @@ class Pipeline:
         outputs: list[Outputs],
         ctx: PassContext,
         feeds: Sequence[Feeds],
+        noise: Mapping[str, float],
     ) -> tuple[PassRecord, onnx.ModelProto, list[Outputs]]:
         before = model_stats(model)
         record = PassRecord(
@@ -171,13 +175,15 @@ class Pipeline:
             return record, model, outputs
         record.max_abs = max((d.max_abs for d in diffs), default=0.0)
         record.max_rel = max((d.max_rel for d in diffs), default=0.0)
-        worst = [d for d in diffs if not pass_.tolerance.allows(d.max_abs, d.ref_scale)]
+        tol = pass_.tolerance
+        worst = [d for d in diffs if not tol.allows(d.max_abs, d.ref_scale, noise.get(d.name, 0.0))]
         if worst:
             d = worst[0]
             record.status = ROLLED_BACK
             record.reason = (
                 f"output '{d.name}' moved by {d.max_abs:.3g} (relative {d.max_rel:.3g}), over the "
-                f"pass's tolerance rtol={pass_.tolerance.rtol:g} atol={pass_.tolerance.atol:g}"
+                f"pass's limit {tol.limit(d.ref_scale, noise.get(d.name, 0.0)):.3g} "
+                f"(rtol={tol.rtol:g}, atol={tol.atol:g}, {tol.noise_factor:g}x rounding noise)"
             )
             return record, model, outputs
 

@@ -20,6 +20,26 @@ original succeeds (a Squeeze of a dim that is not 1 fails; its rewrite may not):
   becomes -1 when every other entry is a positive constant. Pieces may be constants,
   ``Shape(x)`` (with start/end), and Gather, Slice, Unsqueeze of those.
 * ``Gather(Shape(x), i)`` is a constant when the dims it picks are known statically.
+* ``Reshape(Softmax(Flatten(x, axis=k), axis=1), Shape(x))`` is ``Softmax(x, axis=-1)`` when
+  ``k == rank(x) - 1``; the same for LogSoftmax. onnx.version_converter writes this wrapper
+  for every Softmax/LogSoftmax it takes from opset 12 to 13 whose input rank it does not know,
+  to keep opset 12's "coerce to 2-D at axis" meaning. Flattening at the last axis makes one
+  row per position of the other dims, the 2-D softmax normalizes each row, and the Reshape
+  restores x's shape in the same row-major order: that is a softmax over the last axis, at
+  every opset (before 13, axis=-1 coerces to the same rows). For any other k the softmax runs
+  over dims k..rank-1 together and the wrapper is needed; an unknown rank leaves k unknown.
+  The one difference is an empty x with dim 1 and another dim 0: a 0 in ``Shape(x)`` tells
+  Reshape to copy the 2-D tensor's dim, so the wrapper returns an empty tensor of another
+  shape than x's, where the rewrite returns x's. (The converter leaves Hardmax alone, wrapped
+  or not.)
+* ``Cast<to=INT64>(Slice(Cast<to=INT32>(Shape(x)), ...))`` is ``Slice(Shape(x), ...)``, and the
+  same for Gather (PaddlePaddle's shape arithmetic). Slice and Gather pick the same elements
+  whatever their type, and the round trip int64 -> int32 -> int64 returns every value in
+  int32's range, which dims are (only a Shape's values are known to be dims; other int64
+  values are declined). A dim of 2^31 or more would not survive the original's cast (ONNX
+  leaves out-of-range casts undefined); the rewrite returns the dim itself. The int32 chain
+  goes when every consumer of the picked int32 value is such a Cast (otherwise it stays and
+  the rewrite would add a node: declined).
 
 Chains through other tensors are left alone. A channel shuffle, ``Reshape`` to
 ``[N, g, C/g, H, W]`` then ``Transpose`` then ``Reshape`` back, moves data and matches none of
@@ -378,18 +398,133 @@ class FoldStaticShapeGather(RewriteRuleClassBase):
         return op.Identity(op.initializer(ir.tensor(self._value), name=self._name))
 
 
+def _producer(value: ir.Value | None, op_types: tuple[str, ...]) -> ir.Node | None:
+    """The default-domain node of one of ``op_types`` that computes ``value``, if one does."""
+    node = value.producer() if value is not None else None
+    if node is None or node.op_type not in op_types or node.domain != "":
+        return None
+    return node
+
+
+class UnwrapCoercedSoftmax(RewriteRuleClassBase):
+    """``Reshape(Softmax(Flatten(x, axis=rank - 1)), Shape(x))`` -> ``Softmax(x, axis=-1)``; the
+    same for LogSoftmax.
+
+    The pattern is the Reshape alone and check follows its inputs: a pattern of the whole chain
+    would report every Reshape of a Softmax of something else as a near miss.
+    """
+
+    def __init__(self) -> None:
+        # The Shape node may feed other nodes; what is left is dead-code elimination's.
+        super().__init__(name="UnwrapCoercedSoftmax", remove_nodes=False)
+
+    def pattern(self, op, rows, shape):
+        return op.Reshape(rows, shape, _outputs=["out"])
+
+    def check(self, context, rows, shape, out) -> MatchResult:
+        node = out.producer()
+        softmax = _producer(rows, ("Softmax", "LogSoftmax"))
+        flatten = _producer(softmax.inputs[0], ("Flatten",)) if softmax else None
+        shape_node = _producer(shape, ("Shape",))
+        if flatten is None or shape_node is None or shape_node.inputs[0] is not flatten.inputs[0]:
+            return not_applicable()
+        # On the 2-D Flatten output, axis 1 (or -1, the default from opset 13) is the last one.
+        if softmax.attributes.get_int("axis", 1) not in (1, -1):
+            return not_applicable()
+        x = flatten.inputs[0]
+        if x.shape is None:
+            return _fail(
+                f"{describe(node)} not unwrapped: the rank of '{x.name}' is not known, so whether "
+                f"{describe(flatten)} keeps the {softmax.op_type} to the last axis is not either"
+            )
+        rank = len(x.shape)
+        start = shape_node.attributes.get_int("start", 0)
+        end = shape_node.attributes.get_int("end", rank)
+        if range(rank)[start:end] != range(rank):
+            return not_applicable()
+        axis = flatten.attributes.get_int("axis", 1)
+        if (axis + rank if axis < 0 else axis) != rank - 1:
+            return _fail(
+                f"{describe(node)} not unwrapped: {describe(flatten)} folds dims {axis} to "
+                f"{rank - 1} of '{x.name}' (rank {rank}) into one row, and the {softmax.op_type} "
+                "runs over all of them: that needs the wrapper"
+            )
+        for inner_out in (flatten.outputs[0], rows):
+            result = _sole_use(node, inner_out)
+            if not result:
+                return result
+        self._op_type, self._x = softmax.op_type, x
+        return MatchResult()
+
+    def rewrite(self, op, rows, shape, out):
+        return getattr(op, self._op_type)(self._x, axis=-1)
+
+
+class DropInt32ShapeCasts(RewriteRuleClassBase):
+    """``Cast<to=INT64>(op(Cast<to=INT32>(Shape(x)), ...))`` -> ``op(Shape(x), ...)`` for op in
+    {Slice, Gather}. The pattern is the outer Cast alone, for the reason UnwrapCoercedSoftmax's
+    is the Reshape alone."""
+
+    def __init__(self) -> None:
+        # The int32 chain goes with its last consumer, by dead-code elimination.
+        super().__init__(name="DropInt32ShapeCasts", remove_nodes=False)
+
+    def pattern(self, op, picked):
+        return op.Cast(picked, _outputs=["out"])
+
+    def check(self, context, picked, out) -> MatchResult:
+        node = out.producer()
+        if node.attributes.get_int("to", 0) != ir.DataType.INT64:
+            return not_applicable()
+        pick = _producer(picked, ("Slice", "Gather"))
+        narrow = _producer(pick.inputs[0], ("Cast",)) if pick else None
+        if narrow is None or narrow.attributes.get_int("to", 0) != ir.DataType.INT32:
+            return not_applicable()
+        values = narrow.inputs[0]
+        if _producer(values, ("Shape",)) is None:
+            producer = values.producer()
+            origin = describe(producer) if producer else f"'{values.name}'"
+            return _fail(
+                f"{describe(node)} not removed: the values {describe(narrow)} casts to int32 come "
+                f"from {origin}, not from a Shape, so they may not survive the round trip"
+            )
+        if picked.is_graph_output():
+            return _fail(
+                f"{describe(node)} not removed: the int32 value '{picked.name}' is a graph output"
+            )
+        for consumer, _ in picked.uses():
+            to = consumer.attributes.get_int("to", 0) if consumer.op_type == "Cast" else None
+            if to != ir.DataType.INT64:
+                # Rewriting this Cast would leave the int32 chain in place and add a node.
+                return _fail(
+                    f"{describe(node)} not removed: {describe(consumer)} also reads the int32 "
+                    f"value '{picked.name}', so the int32 chain would stay"
+                )
+        self._pick, self._values = pick, values
+        return MatchResult()
+
+    def rewrite(self, op, picked, out):
+        pick = self._pick
+        attributes = dict(pick.attributes.items())
+        return getattr(op, pick.op_type)(self._values, *pick.inputs[1:], **attributes)
+
+
 @register
 class SimplifyShapeOps(RewriteRulePass):
     # The rules read ranks and static dims of intermediate values.
     needs_shapes = True
     name = "simplify_shape_ops"
     description = (
-        "collapse Transpose/Reshape/Squeeze/Unsqueeze chains; constant Reshape targets from own dims"
+        "collapse Transpose/Reshape/Squeeze/Unsqueeze chains; constant Reshape targets from own "
+        "dims; unwrap last-axis Softmax from opset-12 coercion; drop int32 round trips of shapes"
     )
 
     def rewrite_rules(self, model: ir.Model, ctx: PassContext) -> Sequence[RewriteRule]:
         opset = default_opset(model.opset_imports)
         return [
+            # First: the Reshape targets it exposes are what ReshapeToOwnDims reads.
+            DropInt32ShapeCasts().rule(),
+            UnwrapCoercedSoftmax().rule(),
             ReshapeToOwnDims().rule(),
             FoldStaticShapeGather().rule(),
             CollapseTransposes().rule(),

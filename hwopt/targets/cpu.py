@@ -30,6 +30,7 @@ class CpuTarget(Target):
         "fold_batchnorm",
         "matmul_add_to_gemm",
         "fuse_activations",
+        "fuse_layernorm",
         "eliminate_common_subexpressions",
         "remove_noops",
         "eliminate_dead_code",
