@@ -22,7 +22,8 @@ import onnx
 from hwopt.errors import one_line
 from hwopt.session import ORT_ERRORS, create_session, default_session_options, run_session
 
-VERIFY_SESSION_OPTIONS = default_session_options(level="disable_all")
+# Failures surface as exceptions with the message; ORT's own error log would only repeat them.
+VERIFY_SESSION_OPTIONS = {**default_session_options(level="disable_all"), "log_severity_level": 4}
 
 
 class VerificationFailed(Exception):

@@ -16,4 +16,5 @@ from hwopt.passes import (  # noqa: F401
     fuse_activations,
     fuse_layernorm,
     eliminate_common_subexpressions,
+    localize_initializers,
 )

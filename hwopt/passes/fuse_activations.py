@@ -80,6 +80,7 @@ from onnxscript.rewriter.rules.common import _fuse_relus_clips as onnxscript_cli
 from hwopt.passes.base import PassContext, default_opset
 from hwopt.passes.registry import register
 from hwopt.passes.rewrite import RewriteRulePass
+from hwopt.passes.values import constant, fresh_name
 
 # An exporter that writes 1/6 as 0.1666667 is 2e-7 off, and float32 rounding adds up to 6e-8:
 # four float32 epsilons (4.8e-7) accept those and nothing a different constant would be.
@@ -118,7 +119,7 @@ class _OpsetRule(RewriteRuleClassBase):
 # Constants
 
 
-def _constant(value: ir.Value | None, role: str, like: ir.Value | None = None):
+def _scalar_constant(value: ir.Value | None, role: str, like: ir.Value | None = None):
     """The single element of a constant ``value`` as a numpy array, or the reason it is not one.
 
     ``like`` is the tensor the constant is combined with: a constant of higher rank would
@@ -128,10 +129,9 @@ def _constant(value: ir.Value | None, role: str, like: ir.Value | None = None):
         return None, f"{role} is missing"
     if value.is_graph_input():
         return None, f"{role} '{value.name}' is a graph input, so it can change at run time"
-    tensor = ir.convenience.get_const_tensor(value)
-    if tensor is None:
+    array = constant(value)
+    if array is None:
         return None, f"{role} '{value.name}' is not a constant"
-    array = tensor.numpy()
     if array.size != 1:
         return None, f"{role} '{value.name}' has {array.size} elements, not one"
     if array.ndim > 0 and like is not None:
@@ -159,7 +159,7 @@ def _expect(
     equal; the others must be within the rounding of the constant's own type, and at least
     :data:`_DECIMAL_ROUNDING`.
     """
-    array, reason = _constant(value, role, like)
+    array, reason = _scalar_constant(value, role, like)
     if reason:
         return reason
     got = float(array.reshape(()))
@@ -207,7 +207,7 @@ class _Bound:
 def _bound_from_input(
     value: ir.Value, role: str, like: ir.Value
 ) -> tuple[_Bound | None, str | None]:
-    array, reason = _constant(value, role, like)
+    array, reason = _scalar_constant(value, role, like)
     if reason:
         return None, reason
     return _Bound(float(array.reshape(())), value if array.ndim == 0 else None), None
@@ -260,10 +260,7 @@ class _FreshNames:
                 self._taken.update(v.name for v in graph.inputs if v.name)
                 for node in graph:
                     self._taken.update(v.name for v in node.outputs if v.name)
-        name, n = base, 0
-        while name in self._taken:
-            n += 1
-            name = f"{base}_{n}"
+        name = fresh_name(self._taken, base)
         self._taken.add(name)
         return name
 

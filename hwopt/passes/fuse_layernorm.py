@@ -66,7 +66,7 @@ from onnxscript.rewriter.pattern import OrValue
 from hwopt.passes.base import PassContext, default_opset
 from hwopt.passes.registry import register
 from hwopt.passes.rewrite import RewriteRulePass, not_applicable
-from hwopt.passes.values import constant, describe, fresh_name, rank, static_dims
+from hwopt.passes.values import constant, describe, initializer_name, rank, static_dims
 
 LAYER_NORMALIZATION_OPSET = 17
 # stash_type=1: LayerNormalization computes in float, which for a float input is no cast.
@@ -77,18 +77,6 @@ def _fail(reason: str) -> MatchResult:
     return MatchResult().fail(reason)
 
 
-def _initializer_name(context, base: str) -> str | None:
-    """A name no value of the matched graph or the main graph has yet; None inside a function,
-    which cannot hold initializers. (The rewriter silently replaces an initializer of the same
-    name.)"""
-    if isinstance(context.graph_or_function, ir.Function):
-        return None
-    taken: set[str] = set()
-    for graph in {id(g): g for g in (context.graph_or_function, context.model.graph)}.values():
-        taken.update(graph.initializers)
-        taken.update(v.name for v in graph.inputs if v.name)
-        taken.update(v.name for node in graph for v in node.outputs if v.name)
-    return fresh_name(taken, base)
 
 
 def _reduced_axes(node: ir.Node, x_rank: int) -> list[int] | str:
@@ -213,7 +201,7 @@ class FuseLayerNorm(RewriteRuleClassBase):
             )
         self._axis = first - x_rank
         self._scale = np.ones(dims, np.float32)
-        self._scale_name = _initializer_name(context, f"{normalized.name}/layernorm_scale")
+        self._scale_name = initializer_name(context, f"{normalized.name}/layernorm_scale")
         if self._scale_name is None:
             return _fail(
                 f"{describe(normalized.producer())} not fused: it is inside a function, which "
@@ -300,7 +288,7 @@ class _FoldIntoLayerNorm(RewriteRuleClassBase):
             if known.shape == array.shape and np.array_equal(known, array):
                 self._inputs.append(original)  # the model's weight, under its own name
                 continue
-            new_name = _initializer_name(context, name)
+            new_name = initializer_name(context, name)
             if new_name is None:
                 return _fail(
                     f"{describe(node)} not folded: it is inside a function, which cannot hold "

@@ -60,20 +60,12 @@ from hwopt.passes.registry import register
 from hwopt.passes.remove_noops import slice_params
 from hwopt.passes.rewiring import eliminate_identities, identity_nodes, remove_unused_nodes, rename_blocker
 from hwopt.passes.rewrite import RewriteRulePass, not_applicable
-from hwopt.passes.values import constant, describe, fresh_name
+from hwopt.passes.values import constant, describe, initializer_name
 
 def _fail(reason: str) -> MatchResult:
     return MatchResult().fail(reason)
 
 
-def _fresh_name(context, base: str) -> str | None:
-    """A name for a new initializer, unused in the matched graph and the main graph (a chain
-    collapsed twice would otherwise name two after the same output); None inside a function,
-    which cannot hold initializers."""
-    if isinstance(context.graph_or_function, ir.Function):
-        return None
-    taken = set(context.graph_or_function.initializers) | set(context.model.graph.initializers)
-    return fresh_name(taken, base)
 
 
 def _in_function(node: ir.Node) -> MatchResult:
@@ -133,7 +125,7 @@ class _CollapseIntoReshape:
                 f"{describe(outer)} not collapsed into {describe(inner_out.producer())}: "
                 f"{result.reason}"
             )
-        self._new_shape_name = _fresh_name(context, self._new_shape_name)
+        self._new_shape_name = initializer_name(context, self._new_shape_name)
         if self._new_shape_name is None:
             return _in_function(outer)
         return result
@@ -217,7 +209,7 @@ class ComposeUnitDims(RewriteRuleClassBase):
             if reason is not None:
                 return _fail(f"{describe(outer)} not removed: {reason}")
         self._result = ("Unsqueeze", inserted) if inserted else ("Squeeze", sorted(removed))
-        self._name = _fresh_name(context, f"{out.name}/axes")
+        self._name = initializer_name(context, f"{out.name}/axes")
         if self._name is None and self.opset >= 13 and (inserted or removed):
             return _in_function(outer)
         return MatchResult()
@@ -324,7 +316,7 @@ class ReshapeToOwnDims(RewriteRuleClassBase):
         if isinstance(target, str):
             return _fail(f"{describe(node)} not simplified: {target}")
         self._target = target
-        self._name = _fresh_name(context, f"{out.name}/target")
+        self._name = initializer_name(context, f"{out.name}/target")
         if self._name is None:
             return _in_function(node)
         return MatchResult()
@@ -388,7 +380,7 @@ class FoldStaticShapeGather(RewriteRuleClassBase):
         if out.is_graph_output():
             return _fail(f"{describe(node)} not folded: its output is a graph output, not a constant")
         self._value = np.array(dims, np.int64).reshape(picked.shape)
-        self._name = _fresh_name(context, f"{out.name}/value")
+        self._name = initializer_name(context, f"{out.name}/value")
         if self._name is None:
             return _in_function(node)
         return MatchResult()

@@ -75,3 +75,17 @@ def fresh_name(taken: Collection[str], base: str) -> str:
     while name in taken:
         name, n = f"{base}_{n}", n + 1
     return name
+
+
+def initializer_name(context, base: str) -> str | None:
+    """A name for a new initializer of a rewrite rule's matched graph: one no value or
+    initializer of that graph or of the main graph has; None inside a function, which cannot
+    hold initializers. ``context`` is the rewriter's match context."""
+    if isinstance(context.graph_or_function, ir.Function):
+        return None
+    taken: set[str] = set()
+    for graph in {id(g): g for g in (context.graph_or_function, context.model.graph)}.values():
+        taken.update(graph.initializers)
+        taken.update(v.name for v in graph.inputs if v.name)
+        taken.update(v.name for node in graph for v in node.outputs if v.name)
+    return fresh_name(taken, base)

@@ -34,6 +34,7 @@ class CpuTarget(Target):
         "eliminate_common_subexpressions",
         "remove_noops",
         "eliminate_dead_code",
+        "localize_initializers",
     )
     # onnxsim's own optimizer is off: hwopt's passes do the fusions (see passes/simplify.py).
     pass_options = {"simplify": {"optimize": False}}
