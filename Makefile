@@ -36,6 +36,7 @@ $(BENCH_STAMP): pyproject.toml | $(STAMP)
 
 bench: install models $(BENCH_STAMP)
 	$(PY) bench/compare_passes.py
+	$(PY) bench/memory.py
 
 clean:
 	rm -rf build .pytest_cache

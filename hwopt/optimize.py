@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import tempfile
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -47,10 +48,13 @@ from hwopt.output import (
 from hwopt.passes.base import PassContext
 from hwopt.passes.pipeline import Pipeline, PipelineResult
 from hwopt.passes.registry import check_names, resolve
+from hwopt.memory.analysis import analyze_memory
+from hwopt.memory.probe import measure_session_memory
 from hwopt.report.optimize import (
     Accuracy,
     BuildReport,
     Latency,
+    MemoryReport,
     ModelInfo,
     OptimizeReport,
 )
@@ -63,6 +67,10 @@ log = logging.getLogger(__name__)
 
 BUILD_SCHEMA = "hwopt.build/1"
 MODEL_FILE = "model.onnx"
+MEMORY_PLAN = "memory_plan.json"
+# The onnxruntime settings that decide how much memory a session takes, recorded beside the
+# measurement.
+MEMORY_SETTINGS = ("graph_optimization_level", "enable_mem_pattern", "enable_cpu_mem_arena", "execution_order")
 
 
 @dataclasses.dataclass
@@ -126,12 +134,12 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> 
     if not options.targets:
         raise UsageError("no target given")
     targets = [get_target(name) for name in dict.fromkeys(options.targets)]
+    loaded = load_model(model_path)
+    # After loading: naming a pass imports every pass module, which a bad file need not wait for.
     if options.passes is not None:
         check_names(options.passes, "--passes")
     check_names(options.skip_passes, "--skip-pass")
     check_names(list(options.pass_options), "[passes] options")
-
-    loaded = load_model(model_path)
     specs, feeds, feeds_source = _inputs_and_feeds(loaded, options)
     try:
         reference = run_model(loaded.proto, feeds)
@@ -259,7 +267,41 @@ def _build_for_target(
         build.latency = _benchmark(target, loaded, build_dir / MODEL_FILE, feeds[0], options.bench)
     for record in result.rolled_back:
         build.warnings.append(f"pass '{record.name}' was rolled back: {record.reason}")
-    return build, _manifest(build, loaded, specs, result, build_dir, model_files)
+    build.memory = _memory_report(target, loaded, specs, result, build_dir, feeds[0], availability, options)
+    write_json_atomic(build_dir / MEMORY_PLAN, build.memory.build.plan_document(specs))
+    return build, _manifest(build, loaded, specs, result, build_dir, [*model_files, MEMORY_PLAN])
+
+
+def _memory_report(
+    target: Target,
+    loaded: LoadedModel,
+    specs: Sequence[InputSpec],
+    result: PipelineResult,
+    build_dir: Path,
+    feeds: Mapping[str, np.ndarray],
+    availability,
+    options: OptimizeOptions,
+) -> MemoryReport:
+    session_options = target.session_options()
+    report = MemoryReport(
+        original=analyze_memory(loaded.proto, specs),
+        build=analyze_memory(result.model, specs),
+        reorder=next((r.metrics for r in reversed(result.records)
+                      if r.name == "reorder" and r.status == "applied"), None),
+        ort_settings={key: session_options.get(key) for key in MEMORY_SETTINGS},
+    )
+    if not availability.available:
+        report.not_measured = availability.reason
+    elif not options.benchmark:
+        report.not_measured = "measurement skipped (--no-bench)"
+    else:
+        providers = [{"name": n, "options": dict(o)} for n, o in target.providers()]
+        with tempfile.TemporaryDirectory(prefix="hwopt-feeds-") as tmp:
+            feeds_path = Path(tmp) / "feeds.npz"
+            np.savez(feeds_path, **feeds)
+            report.measured_original = measure_session_memory(loaded.path, providers, session_options, feeds_path)
+            report.measured_build = measure_session_memory(build_dir / MODEL_FILE, providers, session_options, feeds_path)
+    return report
 
 
 def _benchmark(

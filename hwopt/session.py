@@ -9,6 +9,12 @@ Session option keys:
 * ``graph_optimization_level``: ``disable_all`` | ``basic`` | ``extended`` | ``layout`` | ``all``
 * ``intra_op_num_threads``, ``inter_op_num_threads``: integers (0 lets ORT choose)
 * ``execution_mode``: ``sequential`` | ``parallel``
+* ``execution_order``: ``default`` | ``priority_based``. ``default`` is onnxruntime's
+  reverse depth-first order, which runs the branch written *last* first at every join
+  (and is reshuffled by the nodes its own fusions create); ``priority_based`` runs nodes in
+  the model's order wherever the dependencies allow, which is what makes a memory-aware
+  node order (the ``reorder`` pass) the order that actually runs. See
+  onnxruntime/core/graph/graph_viewer.cc.
 * ``enable_mem_pattern``, ``enable_cpu_mem_arena``: booleans
 * ``config_entries``: ``{"session.key": "value"}`` passed to ``add_session_config_entry``
 """
@@ -35,6 +41,11 @@ _OPT_LEVELS = {
 if hasattr(ort.GraphOptimizationLevel, "ORT_ENABLE_LAYOUT"):
     _OPT_LEVELS["layout"] = ort.GraphOptimizationLevel.ORT_ENABLE_LAYOUT
 
+_EXECUTION_ORDERS = {
+    "default": ort.ExecutionOrder.DEFAULT,
+    "priority_based": ort.ExecutionOrder.PRIORITY_BASED,
+}
+
 _EXECUTION_MODES = {
     "sequential": ort.ExecutionMode.ORT_SEQUENTIAL,
     "parallel": ort.ExecutionMode.ORT_PARALLEL,
@@ -45,6 +56,7 @@ SESSION_OPTION_KEYS = (
     "intra_op_num_threads",
     "inter_op_num_threads",
     "execution_mode",
+    "execution_order",
     "enable_mem_pattern",
     "enable_cpu_mem_arena",
     "enable_profiling",
@@ -107,6 +119,11 @@ def make_session_options(options: Mapping[str, Any]) -> ort.SessionOptions:
         if mode not in _EXECUTION_MODES:
             raise UsageError(f"execution_mode '{mode}' is not one of {', '.join(_EXECUTION_MODES)}")
         so.execution_mode = _EXECUTION_MODES[mode]
+    if "execution_order" in options:
+        order = options["execution_order"]
+        if order not in _EXECUTION_ORDERS:
+            raise UsageError(f"execution_order '{order}' is not one of {', '.join(_EXECUTION_ORDERS)}")
+        so.execution_order = _EXECUTION_ORDERS[order]
     for key in ("intra_op_num_threads", "inter_op_num_threads"):
         if key in options:
             setattr(so, key, int(options[key]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import subprocess
 import sys
@@ -26,6 +27,24 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
         timeout=timeout,
         cwd=ROOT,
     )
+
+
+@dataclasses.dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def invoke_cli(*args: str) -> CliResult:
+    """Run the CLI in this process (typer's test runner): the same code path as the console
+    script, without the cost of starting Python and importing onnxruntime again."""
+    from typer.testing import CliRunner
+
+    from hwopt.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return CliResult(result.exit_code, result.stdout, result.stderr)
 
 
 def sha256(path: Path) -> str:

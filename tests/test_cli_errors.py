@@ -1,4 +1,7 @@
-"""Bad input never shows a traceback: a one-line message on stderr and a documented exit code."""
+"""Bad input never shows a traceback: a one-line message on stderr and a documented exit code.
+
+Most cases run the CLI in-process; the first two go through a real subprocess too, so the
+console entry point and the process exit code are covered end to end."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLE_MODELS, run_cli, sha256, tiny_conv_model
+from conftest import SAMPLE_MODELS, invoke_cli, run_cli, sha256, tiny_conv_model
 
 SAMPLE = next(p for p in SAMPLE_MODELS if p.stem == "mobilenetv2_tiny")
 
@@ -44,22 +47,22 @@ def test_bad_model_files(tmp_path: Path, kind: str, command: str) -> None:
     path = _bad_files(tmp_path)[kind]
     before = sha256(path)
     args = [command, path] + (["-o", tmp_path / "out"] if command == "optimize" else [])
-    proc = run_cli(*args)
+    proc = (run_cli if kind in ("empty", "text") and command == "optimize" else invoke_cli)(*args)
     _assert_one_line_error(proc, 2, str(path))
     assert sha256(path) == before
     assert not (tmp_path / "out" / "build.json").exists()
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    _assert_one_line_error(run_cli("optimize", tmp_path / "missing.onnx"), 2, "no such file")
+    _assert_one_line_error(invoke_cli("optimize", tmp_path / "missing.onnx"), 2, "no such file")
 
 
 def test_output_equal_to_input(tmp_path: Path) -> None:
     model = tmp_path / "m.onnx"
     shutil.copy(SAMPLE, model)
     before = sha256(model)
-    _assert_one_line_error(run_cli("optimize", model, "-o", model), 2, "overwrite the input")
-    _assert_one_line_error(run_cli("optimize", model, "-o", tmp_path), 2, "input model's folder")
+    _assert_one_line_error(invoke_cli("optimize", model, "-o", model), 2, "overwrite the input")
+    _assert_one_line_error(invoke_cli("optimize", model, "-o", tmp_path), 2, "input model's folder")
     assert sha256(model) == before
 
 
@@ -67,7 +70,7 @@ def test_unwritable_output(tmp_path: Path) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     _assert_one_line_error(
-        run_cli("optimize", SAMPLE, "-o", blocker / "sub", "--no-bench"), 2, "cannot write"
+        invoke_cli("optimize", SAMPLE, "-o", blocker / "sub", "--no-bench"), 2, "cannot write"
     )
 
 
@@ -77,14 +80,14 @@ def test_read_only_output(tmp_path: Path) -> None:
     folder.mkdir()
     folder.chmod(0o555)
     try:
-        _assert_one_line_error(run_cli("optimize", SAMPLE, "-o", folder / "b"), 2, "cannot write")
+        _assert_one_line_error(invoke_cli("optimize", SAMPLE, "-o", folder / "b"), 2, "cannot write")
     finally:
         folder.chmod(0o755)
 
 
 def test_non_empty_foreign_output_folder_refused(tmp_path: Path) -> None:
     (tmp_path / "precious.txt").write_text("keep me")
-    _assert_one_line_error(run_cli("optimize", SAMPLE, "-o", tmp_path), 2, "not empty")
+    _assert_one_line_error(invoke_cli("optimize", SAMPLE, "-o", tmp_path), 2, "not empty")
     assert (tmp_path / "precious.txt").read_text() == "keep me"
 
 
@@ -100,7 +103,7 @@ def test_non_empty_foreign_output_folder_refused(tmp_path: Path) -> None:
     ],
 )
 def test_bad_options(tmp_path: Path, args, fragment) -> None:
-    _assert_one_line_error(run_cli("optimize", SAMPLE, "-o", tmp_path / "b", *args), 2, fragment)
+    _assert_one_line_error(invoke_cli("optimize", SAMPLE, "-o", tmp_path / "b", *args), 2, fragment)
 
 
 def test_usage_error_exit_code() -> None:

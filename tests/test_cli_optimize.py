@@ -10,10 +10,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from conftest import SAMPLE_MODELS, SAMPLE_SHAPES, run_cli, sha256
+from conftest import SAMPLE_MODELS, SAMPLE_SHAPES, invoke_cli, run_cli, sha256
 from hwopt.targets import get_target
 
-BUILD_FILES = {"model.onnx", "build.json", "report.json", "report.md"}
+BUILD_FILES = {"model.onnx", "build.json", "report.json", "report.md", "memory_plan.json"}
 
 
 @pytest.mark.parametrize("sample", SAMPLE_MODELS, ids=lambda p: p.stem)
@@ -36,6 +36,11 @@ def test_optimize_json_builds_every_sample(sample: Path, tmp_path: Path) -> None
     assert build["optimized"]["nodes"] < build["original"]["nodes"]
     assert build["latency"]["measured"] and build["latency"]["speedup_p50"] > 0
     assert build["latency"]["optimized"]["runs"] >= 10
+    memory = build["memory"]
+    assert memory["measured"]["original"]["session_bytes"] > 0
+    assert memory["measured"]["build"]["session_bytes"] > 0
+    assert memory["build"]["planned_arena_bytes"] <= 1.05 * memory["build"]["lower_bound_bytes"]
+    assert memory["build"]["peak_live_bytes"] <= memory["original"]["peak_live_bytes"]
     assert [p["name"] for p in build["passes"]] == list(get_target("cpu").default_passes)
     assert all(p["status"] != "rolled_back" for p in build["passes"]), build["passes"]
 
@@ -71,13 +76,13 @@ def test_optimize_prints_rich_report(tmp_path: Path) -> None:
 def test_rerun_into_same_build_folder(tmp_path: Path) -> None:
     sample = next(p for p in SAMPLE_MODELS if p.stem == "resnext_tiny")
     for _ in range(2):
-        proc = run_cli("optimize", sample, "-o", tmp_path / "b", "--no-bench", "--json")
+        proc = invoke_cli("optimize", sample, "-o", tmp_path / "b", "--no-bench", "--json")
         assert proc.returncode == 0, proc.stderr
 
 
 def test_inspect_json() -> None:
     sample = next(p for p in SAMPLE_MODELS if p.stem == "inception_tiny")
-    proc = run_cli("inspect", sample, "--json")
+    proc = invoke_cli("inspect", sample, "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["schema"] == "hwopt.inspect/1"
@@ -85,8 +90,8 @@ def test_inspect_json() -> None:
 
 
 def test_passes_and_targets_list() -> None:
-    passes = json.loads(run_cli("passes", "--json").stdout)
+    passes = json.loads(invoke_cli("passes", "--json").stdout)
     assert any(p["name"] == "simplify" for p in passes["passes"])
-    targets = json.loads(run_cli("targets", "--json").stdout)
+    targets = json.loads(invoke_cli("targets", "--json").stdout)
     cpu = next(t for t in targets["targets"] if t["name"] == "cpu")
     assert cpu["availability"]["available"] is True

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES, run_cli
+from conftest import SAMPLES, invoke_cli
 from hwopt.config import load_config, parse_config
 from hwopt.errors import ConfigError
 from hwopt.optimize import OptimizeOptions
@@ -54,7 +54,7 @@ def test_bad_configs(data, message) -> None:
 def test_unknown_pass_option_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[passes.simplify]\nwarp = 9\n')
-    proc = run_cli("optimize", SAMPLES / "resnext_tiny.onnx", "-c", path, "-o", tmp_path / "b", "--no-bench")
+    proc = invoke_cli("optimize", SAMPLES / "resnext_tiny.onnx", "-c", path, "-o", tmp_path / "b", "--no-bench")
     assert proc.returncode == 2
     assert "pass 'simplify': unknown option(s) warp" in proc.stderr
 
@@ -62,7 +62,7 @@ def test_unknown_pass_option_is_an_error(tmp_path: Path) -> None:
 def test_cli_flag_beats_config(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[pipeline]\npasses = ["fold_batchnorm"]\n[bench]\nenabled = false\n')
-    proc = run_cli("optimize", SAMPLES / "resnext_tiny.onnx", "-c", path, "--passes", "simplify",
+    proc = invoke_cli("optimize", SAMPLES / "resnext_tiny.onnx", "-c", path, "--passes", "simplify",
                    "-o", tmp_path / "b", "--json")
     assert proc.returncode == 0, proc.stderr
     build = json.loads(proc.stdout)["builds"][0]

@@ -85,6 +85,8 @@ class PassResult:
     rewrites: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     declined: list[Declined] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
+    # Numbers a pass measured about its own effect (reorder: peak bytes before and after).
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def changed(self) -> bool:

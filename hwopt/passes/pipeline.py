@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -61,6 +62,7 @@ class PassRecord:
     rewrites: dict[str, int] = dataclasses.field(default_factory=dict)
     declined: list[Declined] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
@@ -161,6 +163,7 @@ class Pipeline:
         record.rewrites = dict(result.rewrites)
         record.declined = list(result.declined)
         record.notes = list(result.notes)
+        record.metrics = dict(result.metrics)
         if not result.changed:
             return record, model, outputs
 

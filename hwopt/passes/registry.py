@@ -1,17 +1,39 @@
-"""The pass registry: every pass under its stable name, in the order pipelines run them.
+"""The pass registry: every pass under its stable name.
 
-Passes register themselves with :func:`register` when their module is imported; importing
-``hwopt.passes`` imports them all. ``hwopt passes`` and docs/passes.md are generated from here.
+Passes register themselves with :func:`register` when their module is imported; the
+registry imports the modules listed in :data:`PASS_MODULES` the first time it is asked, so
+that commands which run no pass (``--help``, a missing input file) do not pay for importing
+onnxscript and onnxsim. ``hwopt passes`` and docs/passes.md list passes in that order.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Sequence
 
 from hwopt.errors import UsageError
 from hwopt.passes.base import Pass
 
 _REGISTRY: dict[str, type[Pass]] = {}
+
+PASS_MODULES = (
+    "upgrade_opset",
+    "simplify",
+    "fold_constants",
+    "eliminate_dead_code",
+    "deduplicate_constants",
+    "remove_noops",
+    "simplify_shape_ops",
+    "fold_batchnorm",
+    "fold_pad",
+    "fold_scale_shift",
+    "matmul_add_to_gemm",
+    "fuse_activations",
+    "fuse_layernorm",
+    "eliminate_common_subexpressions",
+    "localize_initializers",
+    "reorder",
+)
 
 
 def register(cls: type[Pass]) -> type[Pass]:
@@ -26,10 +48,11 @@ def register(cls: type[Pass]) -> type[Pass]:
 
 
 def all_passes() -> list[type[Pass]]:
-    """Every registered pass, in registration order (the canonical pipeline order)."""
-    import hwopt.passes  # noqa: F401  (importing the package registers every pass)
-
-    return list(_REGISTRY.values())
+    """Every pass, in the order of PASS_MODULES (whatever order their modules were imported in)."""
+    for module in PASS_MODULES:
+        importlib.import_module(f"hwopt.passes.{module}")
+    rank = {f"hwopt.passes.{module}": i for i, module in enumerate(PASS_MODULES)}
+    return sorted(_REGISTRY.values(), key=lambda cls: rank.get(cls.__module__, len(rank)))
 
 
 def known_names() -> list[str]:

@@ -12,6 +12,8 @@ from typing import Any
 
 from hwopt.bench import LatencyStats
 from hwopt.hostinfo import HostInfo
+from hwopt.memory.analysis import MemoryAnalysis
+from hwopt.memory.probe import SessionMemory
 from hwopt.model.inputs import InputSpec
 from hwopt.model.stats import ModelStats
 from hwopt.passes.pipeline import PassRecord
@@ -87,6 +89,32 @@ class Accuracy:
 
 
 @dataclasses.dataclass
+class MemoryReport:
+    """Static analysis of original and build, the reorder pass's effect, measured RSS."""
+
+    original: MemoryAnalysis
+    build: MemoryAnalysis
+    reorder: dict[str, Any] | None = None
+    measured_original: SessionMemory | None = None
+    measured_build: SessionMemory | None = None
+    not_measured: str | None = None
+    ort_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "original": self.original.to_dict(),
+            "build": self.build.to_dict(),
+            "reorder": self.reorder,
+            "measured": {
+                "original": self.measured_original.to_dict() if self.measured_original else None,
+                "build": self.measured_build.to_dict() if self.measured_build else None,
+                "not_measured_reason": self.not_measured,
+                "ort_settings": dict(self.ort_settings),
+            },
+        }
+
+
+@dataclasses.dataclass
 class BuildReport:
     """Everything about the build for one target."""
 
@@ -101,6 +129,7 @@ class BuildReport:
     latency: Latency
     accuracy: Accuracy
     passes: list[PassRecord]
+    memory: MemoryReport | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,6 +145,7 @@ class BuildReport:
             "latency": self.latency.to_dict(),
             "accuracy": self.accuracy.to_dict(),
             "passes": [r.to_dict() for r in self.passes],
+            "memory": self.memory.to_dict() if self.memory else None,
             "warnings": list(self.warnings),
         }
 
@@ -200,7 +230,10 @@ def _build_tables(build: BuildReport, explain: bool) -> list[Table]:
              fmt_change(before.serialized_bytes, after.serialized_bytes)),
         ],
     )
-    tables = [model, _latency_table(build), _accuracy_table(build), _passes_table(build)]
+    tables = [model, _latency_table(build), _accuracy_table(build)]
+    if build.memory is not None:
+        tables.append(_memory_table(build.target, build.memory))
+    tables.append(_passes_table(build))
     if explain:
         tables.append(
             Table(
@@ -247,6 +280,42 @@ def _accuracy_table(build: BuildReport) -> Table:
         notes=["max rel = largest absolute difference / largest magnitude of that output; "
                "ORT rounding noise = how far onnxruntime's own basic optimizations move it"],
     )
+
+
+def _memory_table(target: str, memory: MemoryReport) -> Table:
+    before, after = memory.original, memory.build
+    rows = [
+        ("weights", fmt_bytes(before.weight_bytes), fmt_bytes(after.weight_bytes)),
+        ("inputs + outputs", fmt_bytes(before.input_bytes + before.output_bytes),
+         fmt_bytes(after.input_bytes + after.output_bytes)),
+        ("activations, naive (each its own buffer)", fmt_bytes(before.naive_activation_bytes),
+         fmt_bytes(after.naive_activation_bytes)),
+        ("activations, planned arena", f"{fmt_bytes(before.planned_arena_bytes)} ({before.plan_strategy})",
+         f"{fmt_bytes(after.planned_arena_bytes)} ({after.plan_strategy})"),
+        ("activations, lower bound", fmt_bytes(before.lower_bound_bytes), fmt_bytes(after.lower_bound_bytes)),
+        ("peak live activations", fmt_bytes(before.peak_live_bytes), fmt_bytes(after.peak_live_bytes)),
+    ]
+    if memory.measured_original and memory.measured_build:
+        rows.append(("measured session peak RSS", fmt_bytes(memory.measured_original.session_bytes),
+                     fmt_bytes(memory.measured_build.session_bytes)))
+    else:
+        rows.append(("measured session peak RSS", "not measured", memory.not_measured or ""))
+    notes = [
+        "planned arena: offsets for every activation in one buffer (memory_plan.json); lower bound: "
+        "the most bytes live at once, rounded to the 64-byte alignment; peak RSS: each session in "
+        "a fresh process, " + ", ".join(f"{k}={v}" for k, v in memory.ort_settings.items()),
+    ]
+    if memory.reorder:
+        notes.append(
+            f"reorder: peak live {fmt_bytes(memory.reorder['peak_live_bytes_before'])} -> "
+            f"{fmt_bytes(memory.reorder['peak_live_bytes_after'])} ({memory.reorder['method']})"
+        )
+    unknown = after.unknown_size_tensors
+    if unknown:
+        notes.append(f"{len(unknown)} activation(s) of unknown size left out of these totals: "
+                     + ", ".join(unknown[:5]))
+    return Table(title=f"[{target}] Memory", columns=("", "original", "build"),
+                 numeric=("original", "build"), rows=rows, notes=notes)
 
 
 def _passes_table(build: BuildReport) -> Table:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import onnxruntime as ort
 
-from hwopt.session import Providers
+from typing import Any
+
+from hwopt.session import Providers, default_session_options
 from hwopt.targets.base import Availability, Target
 
 
@@ -35,9 +37,15 @@ class CpuTarget(Target):
         "remove_noops",
         "eliminate_dead_code",
         "localize_initializers",
+        "reorder",
     )
     # onnxsim's own optimizer is off: hwopt's passes do the fusions (see passes/simplify.py).
     pass_options = {"simplify": {"optimize": False}}
+
+    def session_options(self) -> dict[str, Any]:
+        # onnxruntime runs nodes in the file's order only with priority-based ordering; its
+        # default reverse depth-first order would undo the reorder pass (session.py).
+        return {**default_session_options(level="all"), "execution_order": "priority_based"}
 
     def providers(self) -> Providers:
         return (("CPUExecutionProvider", {}),)
