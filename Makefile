@@ -37,6 +37,7 @@ $(BENCH_STAMP): pyproject.toml | $(STAMP)
 bench: install models $(BENCH_STAMP)
 	$(PY) bench/compare_passes.py
 	$(PY) bench/memory.py
+	$(PY) bench/quantize.py
 
 clean:
 	rm -rf build .pytest_cache

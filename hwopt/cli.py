@@ -53,6 +53,20 @@ JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print the report as JSON on stdout, and nothing else.")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+CalibOpt = Annotated[
+    Optional[Path],
+    typer.Option("--calib", help="Calibration data: a folder of .npy/.npz (one sample each) or images, or one stacked .npz."),
+]
+CalibSamplesOpt = Annotated[
+    Optional[int], typer.Option("--calib-samples", min=1, help="Calibration samples to use (default: all, or 16 generated).")
+]
+CalibMethodOpt = Annotated[
+    Optional[str], typer.Option("--calib-method", help="minmax | entropy | percentile (default: minmax, others tried on failure).")
+]
+AccuracyOpt = Annotated[
+    Optional[str],
+    typer.Option("--max-accuracy-drop", help="INT8 budget: a number d (cosine and top-1 >= 1-d) or cosine=..,top1=..,abs=.. (default cosine=0.99,top1=0.99)."),
+]
 
 
 def _fail_internal(exc: BaseException) -> None:
@@ -89,10 +103,16 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 @contextlib.contextmanager
 def stdout_reserved_for_json(enabled: bool) -> Iterator[Callable[[Any], None]]:
-    """While active, anything written to file descriptor 1 (by us, a library or native code)
-    goes to stderr; the yielded function prints JSON to the real stdout."""
-    if not enabled or not _stdout_is_fd1():
+    """While active, anything written to stdout (by us, a library's print, or native code
+    writing to file descriptor 1) goes to stderr; the yielded function prints JSON to the real
+    stdout. onnxruntime's calibrators, for one, print progress."""
+    if not enabled:
         yield lambda data: print(json.dumps(data, indent=2))
+        return
+    real_stdout = sys.stdout
+    if not _stdout_is_fd1():
+        with contextlib.redirect_stdout(sys.stderr):
+            yield lambda data: real_stdout.write(json.dumps(data, indent=2) + "\n")
         return
     sys.stdout.flush()
     saved = os.dup(1)
@@ -102,7 +122,8 @@ def stdout_reserved_for_json(enabled: bool) -> Iterator[Callable[[Any], None]]:
         def emit(data: Any) -> None:
             os.write(saved, (json.dumps(data, indent=2) + "\n").encode())
 
-        yield emit
+        with contextlib.redirect_stdout(sys.stderr):
+            yield emit
     finally:
         sys.stdout.flush()
         os.dup2(saved, 1)
@@ -173,6 +194,16 @@ def optimize(
     bench_seconds: Annotated[
         Optional[float], typer.Option("--bench-seconds", min=0.0, help="Timed seconds per variant (default 2).")
     ] = None,
+    precision: Annotated[
+        Optional[str], typer.Option("--precision", help="auto (fastest within the accuracy budget) | fp32 | int8.")
+    ] = None,
+    force_precision: Annotated[
+        bool, typer.Option("--force-precision", help="Ship INT8 even when it is slower or over budget.")
+    ] = False,
+    calib: CalibOpt = None,
+    calib_samples: CalibSamplesOpt = None,
+    calib_method: CalibMethodOpt = None,
+    max_accuracy_drop: AccuracyOpt = None,
     explain: Annotated[
         bool, typer.Option("--explain", help="Show why each declined match was not rewritten.")
     ] = False,
@@ -189,10 +220,35 @@ def optimize(
 
       hwopt optimize model.onnx --config configs/cpu-portable.toml --explain
     """
+    options = _optimize_options(
+        config, target, output, input_shape, inputs, passes, skip_pass, strict, bench, bench_seconds,
+        precision, force_precision, calib, calib_samples, calib_method, max_accuracy_drop,
+    )
+    _run_and_report(model, options, json_out, quiet, explain)
+
+
+def _run_and_report(model: Path, options, json_out: bool, quiet: bool, explain: bool) -> None:
+    """Optimize, print the report (JSON or tables), then fail with the run's check, if any."""
+    from hwopt.optimize import check_outcome, optimize
+    from hwopt.report.render import render_console
+
+    with stdout_reserved_for_json(json_out) as emit:
+        report = optimize(model, options)
+        if json_out:
+            emit(report.to_dict())
+    if not json_out:
+        render_console(report.document(explain=explain), _console(quiet))
+    check_outcome(report, options)
+
+
+def _optimize_options(
+    config, target, output, input_shape, inputs, passes, skip_pass, strict, bench, bench_seconds,
+    precision, force_precision, calib, calib_samples, calib_method, max_accuracy_drop,
+):
+    """OptimizeOptions from a config file (if any), then the flags given on the command line."""
     from hwopt.config import load_config
     from hwopt.optimize import OptimizeOptions
-    from hwopt.optimize import optimize as run_optimize
-    from hwopt.report.render import render_console
+    from hwopt.quant.accuracy import AccuracyBudget
 
     options = OptimizeOptions.from_config(load_config(config)) if config else OptimizeOptions()
     overrides = {
@@ -209,13 +265,56 @@ def optimize(
         options.input_shapes = {**options.input_shapes, **_shapes(input_shape)}
     if bench_seconds is not None:
         options.bench = dataclasses.replace(options.bench, target_seconds=bench_seconds)
+    prec = options.precision
+    prec_overrides = {
+        "mode": precision,
+        "calib_path": calib,
+        "calib_samples": calib_samples,
+        "calib_method": calib_method,
+        "budget": AccuracyBudget.parse(max_accuracy_drop) if max_accuracy_drop is not None else None,
+        "force": force_precision or None,
+    }
+    options.precision = dataclasses.replace(prec, **{k: v for k, v in prec_overrides.items() if v is not None})
+    return options
 
-    with stdout_reserved_for_json(json_out) as emit:
-        report = run_optimize(model, options)
-        if json_out:
-            emit(report.to_dict())
-    if not json_out:
-        render_console(report.document(explain=explain), _console(quiet))
+
+@app.command()
+@handle_errors
+def quantize(
+    model: Annotated[Path, typer.Argument(help="The ONNX model to quantize (never modified).")],
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Build folder (default: ./<model>.hwopt).")
+    ] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config; flags win.")] = None,
+    input_shape: InputShapeOpt = None,
+    calib: CalibOpt = None,
+    calib_samples: CalibSamplesOpt = None,
+    calib_method: CalibMethodOpt = None,
+    max_accuracy_drop: AccuracyOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Ship INT8 even when slower or over budget.")] = False,
+    bench_seconds: Annotated[
+        Optional[float], typer.Option("--bench-seconds", min=0.0, help="Timed seconds per variant (default 2).")
+    ] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Quantize MODEL to INT8 for the CPU: calibrated, the format chosen by measurement on this
+    host, sensitive layers kept in float until the accuracy budget holds.
+
+    Exits 3 (and writes the FP32 build) when no INT8 variant is faster than FP32 within the
+    budget, unless --force.
+
+    [bold]Examples[/bold]
+
+      hwopt quantize model.onnx --calib calib/ -o build/
+
+      hwopt quantize model.onnx --calib samples.npz --max-accuracy-drop cosine=0.995
+    """
+    options = _optimize_options(
+        config, "cpu", output, input_shape, None, None, None, None, None, bench_seconds,
+        "int8", force, calib, calib_samples, calib_method, max_accuracy_drop,
+    )
+    _run_and_report(model, options, json_out, quiet, explain=False)
 
 
 @app.command()

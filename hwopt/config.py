@@ -21,7 +21,23 @@ an unknown key is an error that lists the known ones, so a typo never silently d
     seconds = 2.0
     enabled = true
 
-Relative paths are resolved from the config file's folder.
+    precision = "auto"                     # auto | fp32 | int8
+    max_accuracy_drop = "cosine=0.99,top1=0.99"
+
+    [calibration]
+    path = "calib/"                        # .npy/.npz files, one stacked .npz, or images
+    samples = 64
+    method = "minmax"                      # minmax | entropy | percentile
+    held_out = 8
+
+    [calibration.image]                    # how images become inputs (hwopt.quant.images.ImageSpec)
+    size = [224, 224]
+    mean = [0.485, 0.456, 0.406]
+    std = [0.229, 0.224, 0.225]
+    channel_order = "RGB"
+
+Relative paths are resolved from the config file's folder. (Top-level keys go before the
+first table in TOML.)
 """
 
 from __future__ import annotations
@@ -39,7 +55,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-_TOP_KEYS = {"targets", "inputs", "input_shapes", "pipeline", "passes", "bench"}
+_TOP_KEYS = {
+    "targets", "inputs", "input_shapes", "pipeline", "passes", "bench", "precision",
+    "max_accuracy_drop", "calibration",
+}
+_CALIBRATION_KEYS = {"path", "samples", "method", "held_out", "image"}
 _PIPELINE_KEYS = {"passes", "skip", "strict"}
 _BENCH_KEYS = {"seconds", "enabled"}
 
@@ -57,6 +77,13 @@ class Config:
     pass_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     bench_seconds: float | None = None
     bench_enabled: bool | None = None
+    precision: str | None = None
+    max_accuracy_drop: str | None = None
+    calib_path: Path | None = None
+    calib_samples: int | None = None
+    calib_method: str | None = None
+    held_out: int | None = None
+    image: dict[str, Any] | None = None
 
 
 def load_config(path: str | Path) -> Config:
@@ -99,6 +126,24 @@ def parse_config(data: Mapping[str, Any], base: Path = Path("."), where: str = "
     if "passes" in data:
         for name, options in _typed(data["passes"], dict, f"{where}: passes").items():
             config.pass_options[name] = dict(_typed(options, dict, f"{where}: passes.{name}"))
+    if "precision" in data:
+        config.precision = _typed(data["precision"], str, f"{where}: precision")
+    if "max_accuracy_drop" in data:
+        value = _typed(data["max_accuracy_drop"], (str, int, float), f"{where}: max_accuracy_drop")
+        config.max_accuracy_drop = str(value)
+    if "calibration" in data:
+        calib = _typed(data["calibration"], dict, f"{where}: calibration")
+        _known(calib, _CALIBRATION_KEYS, f"{where}: [calibration]")
+        if "path" in calib:
+            config.calib_path = base / _typed(calib["path"], str, f"{where}: calibration.path")
+        if "samples" in calib:
+            config.calib_samples = _typed(calib["samples"], int, f"{where}: calibration.samples")
+        if "method" in calib:
+            config.calib_method = _typed(calib["method"], str, f"{where}: calibration.method")
+        if "held_out" in calib:
+            config.held_out = _typed(calib["held_out"], int, f"{where}: calibration.held_out")
+        if "image" in calib:
+            config.image = dict(_typed(calib["image"], dict, f"{where}: calibration.image"))
     if "bench" in data:
         bench = _typed(data["bench"], dict, f"{where}: bench")
         _known(bench, _BENCH_KEYS, f"{where}: [bench]")

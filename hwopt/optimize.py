@@ -25,7 +25,7 @@ import onnx
 
 from hwopt.config import Config
 from hwopt.bench import BenchConfig, bench_session_options, measure_latency
-from hwopt.errors import ModelLoadError, PassError, UsageError
+from hwopt.errors import GateFailed, ModelLoadError, PassError, UsageError
 from hwopt.hostinfo import host_info
 from hwopt.model.inputs import (
     InputSpec,
@@ -46,6 +46,7 @@ from hwopt.output import (
     write_text_atomic,
 )
 from hwopt.passes.base import PassContext
+from hwopt.precision import PrecisionOptions, run_precision_stage
 from hwopt.passes.pipeline import Pipeline, PipelineResult
 from hwopt.passes.registry import check_names, resolve
 from hwopt.memory.analysis import analyze_memory
@@ -85,6 +86,7 @@ class OptimizeOptions:
     skip_passes: Sequence[str] = ()
     strict: bool = False
     pass_options: Mapping[str, Mapping[str, object]] = dataclasses.field(default_factory=dict)
+    precision: PrecisionOptions = dataclasses.field(default_factory=PrecisionOptions)
     benchmark: bool = True
     bench: BenchConfig = BenchConfig()
     seed: int = 0
@@ -110,6 +112,7 @@ class OptimizeOptions:
             options.benchmark = config.bench_enabled
         if config.bench_seconds is not None:
             options.bench = dataclasses.replace(options.bench, target_seconds=config.bench_seconds)
+        options.precision = PrecisionOptions.from_config(config)
         return options
 
 
@@ -134,6 +137,7 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> 
     if not options.targets:
         raise UsageError("no target given")
     targets = [get_target(name) for name in dict.fromkeys(options.targets)]
+    options.precision.validate()
     loaded = load_model(model_path)
     # After loading: naming a pass imports every pass module, which a bad file need not wait for.
     if options.passes is not None:
@@ -194,6 +198,20 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> 
         _write_build_files(Path(build.build_dir), report.for_target(build.target), manifest)
     if len(builds) > 1:
         _write_build_files(out_dir, report, manifest=None)
+    return report
+
+
+def check_outcome(report: OptimizeReport, options: OptimizeOptions) -> None:
+    """Raise the check failure (exit code 3) a finished run ends with, if any: a requested
+    INT8 build that could not be delivered, or a rolled-back pass under ``--strict``. Called
+    after the report is printed, so that a CI log shows why."""
+    builds = report.builds
+    unmet = [b for b in builds if b.precision and b.precision.requested == "int8" and b.precision.chosen != "int8"]
+    if unmet:
+        raise GateFailed(
+            f"--precision int8: {unmet[0].precision.reason} for target {unmet[0].target}; the FP32 "
+            "build was written (--force-precision ships the fastest INT8 variant anyway)"
+        )
     if options.strict:
         failed = [(b.target, r) for b in builds for r in b.passes if r.status == "rolled_back"]
         if failed:
@@ -201,7 +219,6 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> 
             raise PassError(
                 f"--strict: pass '{record.name}' failed verification for target {target}: {record.reason}"
             )
-    return report
 
 
 def _inputs_and_feeds(
@@ -238,10 +255,19 @@ def _build_for_target(
     pipeline = Pipeline(resolve(_choose_passes(target, options)), pass_options)
     ctx = PassContext(target=target.name, input_specs=specs)
     result = pipeline.run(loaded.proto, ctx, feeds, references, noise)
+    availability = target.availability()
+
+    model, outputs, precision = result.model, result.outputs, None
+    if _wants_int8(target, options.precision, availability.available):
+        precision, model = run_precision_stage(
+            result.model, specs, options.precision, target.session_options(), target.providers(),
+            bench_seconds=options.bench.target_seconds, seed=options.seed,
+        )
+        if model is not result.model:
+            outputs = [run_model(model, f) for f in feeds]
 
     (build_dir / MANIFEST).unlink(missing_ok=True)  # the manifest marks a complete build
-    model_files = save_model_atomic(result.model, build_dir / MODEL_FILE)
-    availability = target.availability()
+    model_files = save_model_atomic(model, build_dir / MODEL_FILE)
     build = BuildReport(
         target=target.name,
         build_dir=str(build_dir),
@@ -250,15 +276,21 @@ def _build_for_target(
         available=availability.available,
         availability_reason=availability.reason,
         original=model_stats(loaded.proto, loaded.file_bytes),
-        optimized=model_stats(result.model, sum((build_dir / f).stat().st_size for f in model_files)),
+        optimized=model_stats(model, sum((build_dir / f).stat().st_size for f in model_files)),
         latency=Latency(),
         accuracy=Accuracy(
-            merge_diffs([compare_outputs(r, o) for r, o in zip(references, result.outputs)]),
+            merge_diffs([compare_outputs(r, o) for r, o in zip(references, outputs)]),
             samples=sum(_batch_of(f) for f in feeds),
             rounding_noise=noise,
         ),
         passes=result.records,
+        precision=precision,
     )
+    if precision is not None and precision.generated_data:
+        build.warnings.append(
+            "INT8 was calibrated and judged on GENERATED inputs: its accuracy figures say nothing "
+            "about real data; pass --calib with samples of real inputs"
+        )
     if not availability.available:
         build.latency.not_measured = availability.reason
     elif not options.benchmark:
@@ -267,7 +299,7 @@ def _build_for_target(
         build.latency = _benchmark(target, loaded, build_dir / MODEL_FILE, feeds[0], options.bench)
     for record in result.rolled_back:
         build.warnings.append(f"pass '{record.name}' was rolled back: {record.reason}")
-    build.memory = _memory_report(target, loaded, specs, result, build_dir, feeds[0], availability, options)
+    build.memory = _memory_report(target, loaded, specs, model, result, build_dir, feeds[0], availability, options)
     write_json_atomic(build_dir / MEMORY_PLAN, build.memory.build.plan_document(specs))
     return build, _manifest(build, loaded, specs, result, build_dir, [*model_files, MEMORY_PLAN])
 
@@ -276,6 +308,7 @@ def _memory_report(
     target: Target,
     loaded: LoadedModel,
     specs: Sequence[InputSpec],
+    model: onnx.ModelProto,
     result: PipelineResult,
     build_dir: Path,
     feeds: Mapping[str, np.ndarray],
@@ -285,7 +318,7 @@ def _memory_report(
     session_options = target.session_options()
     report = MemoryReport(
         original=analyze_memory(loaded.proto, specs),
-        build=analyze_memory(result.model, specs),
+        build=analyze_memory(model, specs),
         reorder=next((r.metrics for r in reversed(result.records)
                       if r.name == "reorder" and r.status == "applied"), None),
         ort_settings={key: session_options.get(key) for key in MEMORY_SETTINGS},
@@ -302,6 +335,17 @@ def _memory_report(
             report.measured_original = measure_session_memory(loaded.path, providers, session_options, feeds_path)
             report.measured_build = measure_session_memory(build_dir / MODEL_FILE, providers, session_options, feeds_path)
     return report
+
+
+def _wants_int8(target: Target, precision: PrecisionOptions, available: bool) -> bool:
+    if precision.mode == "fp32":
+        return False
+    if "int8" not in target.precisions:
+        if precision.mode == "int8":
+            raise UsageError(f"--precision int8: target {target.name} has no INT8 build yet")
+        return False
+    # The choice is made by measurement: a target that cannot run here cannot choose.
+    return available
 
 
 def _benchmark(

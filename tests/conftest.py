@@ -47,6 +47,15 @@ def invoke_cli(*args: str) -> CliResult:
     return CliResult(result.exit_code, result.stdout, result.stderr)
 
 
+def fp32_options(**kwargs):
+    """OptimizeOptions that skip the INT8 search: most tests are about other stages, and the
+    search measures latency (seconds per model)."""
+    from hwopt.optimize import OptimizeOptions
+    from hwopt.precision import PrecisionOptions
+
+    return OptimizeOptions(precision=PrecisionOptions(mode="fp32"), **kwargs)
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 

@@ -103,7 +103,9 @@ def test_non_empty_foreign_output_folder_refused(tmp_path: Path) -> None:
     ],
 )
 def test_bad_options(tmp_path: Path, args, fragment) -> None:
-    _assert_one_line_error(invoke_cli("optimize", SAMPLE, "-o", tmp_path / "b", *args), 2, fragment)
+    _assert_one_line_error(
+        invoke_cli("optimize", SAMPLE, "-o", tmp_path / "b", "--no-bench", "--precision", "fp32", *args), 2, fragment
+    )
 
 
 def test_usage_error_exit_code() -> None:

@@ -22,7 +22,7 @@ def test_optimize_json_builds_every_sample(sample: Path, tmp_path: Path) -> None
     out = tmp_path / "build"
     shapes = [arg for s in SAMPLE_SHAPES.get(sample.stem, []) for arg in ("--input-shape", s)]
     proc = run_cli("optimize", sample, "--target", "cpu", "--json", "-o", out,
-                   "--bench-seconds", "0.2", *shapes)
+                   "--bench-seconds", "0.2", "--precision", "fp32", *shapes)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)  # stdout is the JSON document and nothing else
 
@@ -65,7 +65,7 @@ def test_optimize_json_builds_every_sample(sample: Path, tmp_path: Path) -> None
 
 def test_optimize_prints_rich_report(tmp_path: Path) -> None:
     sample = next(p for p in SAMPLE_MODELS if p.stem == "mobilenetv2_tiny")
-    proc = run_cli("optimize", sample, "-o", tmp_path / "b", "--no-bench", "--explain")
+    proc = run_cli("optimize", sample, "-o", tmp_path / "b", "--no-bench", "--explain", "--precision", "fp32")
     assert proc.returncode == 0, proc.stderr
     for text in ("Model", "nodes", "Latency", "not measured here", "Passes", "simplify",
                  "Outputs against the original", "defaulted"):
@@ -76,7 +76,7 @@ def test_optimize_prints_rich_report(tmp_path: Path) -> None:
 def test_rerun_into_same_build_folder(tmp_path: Path) -> None:
     sample = next(p for p in SAMPLE_MODELS if p.stem == "resnext_tiny")
     for _ in range(2):
-        proc = invoke_cli("optimize", sample, "-o", tmp_path / "b", "--no-bench", "--json")
+        proc = invoke_cli("optimize", sample, "-o", tmp_path / "b", "--no-bench", "--json", "--precision", "fp32")
         assert proc.returncode == 0, proc.stderr
 
 

@@ -39,7 +39,7 @@ seconds = 0.5
 @pytest.mark.parametrize(
     "data, message",
     [
-        ({"target": "cpu"}, "unknown key.*target.*known: bench, input_shapes"),
+        ({"target": "cpu"}, "unknown key.*target.*known: bench, calibration, input_shapes"),
         ({"pipeline": {"pases": []}}, r"unknown key\(s\) pases"),
         ({"pipeline": {"strict": 1}}, "must be a bool"),
         ({"input_shapes": {"x": [1, 0]}}, "positive integers"),
@@ -54,7 +54,8 @@ def test_bad_configs(data, message) -> None:
 def test_unknown_pass_option_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[passes.simplify]\nwarp = 9\n')
-    proc = invoke_cli("optimize", SAMPLES / "resnext_tiny.onnx", "-c", path, "-o", tmp_path / "b", "--no-bench")
+    proc = invoke_cli("optimize", SAMPLES / "resnext_tiny.onnx", "-c", path, "-o", tmp_path / "b", "--no-bench",
+                      "--precision", "fp32")
     assert proc.returncode == 2
     assert "pass 'simplify': unknown option(s) warp" in proc.stderr
 
@@ -63,6 +64,7 @@ def test_cli_flag_beats_config(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[pipeline]\npasses = ["fold_batchnorm"]\n[bench]\nenabled = false\n')
     proc = invoke_cli("optimize", SAMPLES / "resnext_tiny.onnx", "-c", path, "--passes", "simplify",
+                      "--precision", "fp32",
                    "-o", tmp_path / "b", "--json")
     assert proc.returncode == 0, proc.stderr
     build = json.loads(proc.stdout)["builds"][0]

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import SAMPLES, save, tiny_conv_model
+from conftest import SAMPLES, fp32_options, save, tiny_conv_model
 from hwopt.memory.buffers import Buffer
 from hwopt.memory.planner import MemoryPlan, Placement, check_plan
 from hwopt.memory.probe import measure_session_memory
-from hwopt.optimize import OptimizeOptions, optimize
+from hwopt.optimize import optimize
 
 
 def test_memory_section_and_plan_file(tmp_path: Path) -> None:
     report = optimize(SAMPLES / "inception_tiny.onnx",
-                      OptimizeOptions(output_dir=tmp_path / "b", benchmark=False))
+                      fp32_options(output_dir=tmp_path / "b", benchmark=False))
     memory = report.builds[0].memory
     before, after = memory.original, memory.build
     assert before.peak_live_bytes == 896 * 24 * 24 * 4

@@ -15,6 +15,7 @@ from hwopt.hostinfo import HostInfo
 from hwopt.memory.analysis import MemoryAnalysis
 from hwopt.memory.probe import SessionMemory
 from hwopt.model.inputs import InputSpec
+from hwopt.quant.search import PrecisionReport
 from hwopt.model.stats import ModelStats
 from hwopt.passes.pipeline import PassRecord
 from hwopt.report.render import (
@@ -129,6 +130,7 @@ class BuildReport:
     latency: Latency
     accuracy: Accuracy
     passes: list[PassRecord]
+    precision: PrecisionReport | None = None
     memory: MemoryReport | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
 
@@ -145,6 +147,7 @@ class BuildReport:
             "latency": self.latency.to_dict(),
             "accuracy": self.accuracy.to_dict(),
             "passes": [r.to_dict() for r in self.passes],
+            "precision": self.precision.to_dict() if self.precision else None,
             "memory": self.memory.to_dict() if self.memory else None,
             "warnings": list(self.warnings),
         }
@@ -231,6 +234,8 @@ def _build_tables(build: BuildReport, explain: bool) -> list[Table]:
         ],
     )
     tables = [model, _latency_table(build), _accuracy_table(build)]
+    if build.precision is not None:
+        tables.append(_precision_table(build.target, build.precision, build.original.serialized_bytes))
     if build.memory is not None:
         tables.append(_memory_table(build.target, build.memory))
     tables.append(_passes_table(build))
@@ -279,6 +284,34 @@ def _accuracy_table(build: BuildReport) -> Table:
               for d in acc.outputs],
         notes=["max rel = largest absolute difference / largest magnitude of that output; "
                "ORT rounding noise = how far onnxruntime's own basic optimizations move it"],
+    )
+
+
+def _precision_table(target: str, precision: PrecisionReport, fp32_bytes: int) -> Table:
+    rows = []
+    for v in precision.variants:
+        acc = v.accuracy
+        rows.append((
+            v.label, v.status, fmt_ratio(v.latency_ratio),
+            f"{acc.cosine:.4f}" if acc else "-",
+            f"{acc.top1:.1%}" if acc and acc.top1 is not None else "-",
+            fmt_error(acc.max_abs) if acc else "-",
+            fmt_bytes(v.size_bytes) if v.size_bytes else "-",
+            v.reason,
+        ))
+    notes = [
+        f"requested {precision.requested}, shipped {precision.chosen} ({precision.chosen_label}): {precision.reason}",
+        f"budget: {precision.budget.describe()}; latency ratio = variant p50 / FP32 build p50, interleaved; "
+        f"accuracy on {precision.held_out_samples} held-out sample(s), calibration on "
+        f"{precision.calibration_samples} ({precision.calibration_source})",
+        f"host instruction sets: {', '.join(precision.isa) or 'unknown'}",
+    ]
+    return Table(
+        title=f"[{target}] Precision (INT8 variants tried)",
+        columns=("variant", "status", "latency", "cosine", "top-1", "max abs", "size", "why"),
+        numeric=("latency", "cosine", "top-1", "max abs", "size"),
+        rows=rows or [("-", "no INT8 variant was built", "", "", "", "", "", "")],
+        notes=notes,
     )
 
 

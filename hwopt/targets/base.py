@@ -32,6 +32,8 @@ class Target(abc.ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     default_passes: ClassVar[tuple[str, ...]]
+    # Precisions the target can build besides fp32, chosen by measurement (hwopt.precision).
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     # Options the target gives its passes; a config file's [passes.<name>] tables override them.
     pass_options: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 

@@ -41,6 +41,7 @@ class CpuTarget(Target):
     )
     # onnxsim's own optimizer is off: hwopt's passes do the fusions (see passes/simplify.py).
     pass_options = {"simplify": {"optimize": False}}
+    precisions = ("fp32", "int8")
 
     def session_options(self) -> dict[str, Any]:
         # onnxruntime runs nodes in the file's order only with priority-based ordering; its

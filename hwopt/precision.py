@@ -1,0 +1,111 @@
+"""The precision stage of ``hwopt optimize``: after the float pipeline, decide FP32 or INT8.
+
+``--precision fp32`` skips it. ``auto`` (the cpu default) and ``int8`` gather calibration
+data (the user's ``--calib`` folder or file, else generated data with a loud warning), hold
+some samples out for the accuracy check, and run hwopt.quant.search. ``auto`` ships whatever
+wins; ``int8`` is a request: when no INT8 variant is faster than FP32 within the budget, the
+FP32 build is written and the run ends with exit code 3 (``--force-precision`` ships the
+fastest INT8 variant regardless, and the report says so).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from hwopt.config import Config
+from hwopt.errors import UsageError
+from hwopt.hostinfo import host_info
+from hwopt.model.inputs import InputSpec
+from hwopt.quant.accuracy import AccuracyBudget
+from hwopt.quant.calibration import SampleSet, generated_samples, load_samples
+from hwopt.quant.images import ImageSpec
+from hwopt.quant.search import PrecisionReport, SearchSettings, choose_precision
+from hwopt.quant.variants import CALIBRATION_METHODS
+from hwopt.session import Providers
+
+PRECISIONS = ("auto", "fp32", "int8")
+DEFAULT_GENERATED_SAMPLES = 16
+DEFAULT_HELD_OUT = 4
+
+
+@dataclasses.dataclass
+class PrecisionOptions:
+    mode: str = "auto"
+    force: bool = False
+    budget: AccuracyBudget = AccuracyBudget()
+    calib_path: Path | None = None
+    calib_samples: int | None = None
+    calib_method: str | None = None
+    held_out: int = DEFAULT_HELD_OUT
+    image_spec: ImageSpec | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> PrecisionOptions:
+        options = cls()
+        if config.precision is not None:
+            options.mode = config.precision
+        if config.max_accuracy_drop is not None:
+            options.budget = AccuracyBudget.parse(config.max_accuracy_drop)
+        if config.calib_path is not None:
+            options.calib_path = config.calib_path
+        if config.calib_samples is not None:
+            options.calib_samples = config.calib_samples
+        if config.calib_method is not None:
+            options.calib_method = config.calib_method
+        if config.held_out is not None:
+            options.held_out = config.held_out
+        if config.image is not None:
+            options.image_spec = ImageSpec.from_dict(config.image)
+        return options
+
+    def validate(self) -> None:
+        if self.mode not in PRECISIONS:
+            raise UsageError(f"--precision '{self.mode}' is not one of {', '.join(PRECISIONS)}")
+        if self.calib_method is not None and self.calib_method not in CALIBRATION_METHODS:
+            raise UsageError(
+                f"--calib-method '{self.calib_method}' is not one of {', '.join(CALIBRATION_METHODS)}"
+            )
+        if self.held_out < 1:
+            raise UsageError("held-out samples must be at least 1: accuracy is never judged on calibration data")
+
+
+def calibration_sets(options: PrecisionOptions, specs: Sequence[InputSpec], seed: int) -> tuple[SampleSet, SampleSet]:
+    """(calibration samples, held-out samples), never overlapping."""
+    if options.calib_path is not None:
+        limit = options.calib_samples + options.held_out if options.calib_samples else None
+        samples = load_samples(options.calib_path, specs, options.image_spec, limit=limit)
+    else:
+        count = (options.calib_samples or DEFAULT_GENERATED_SAMPLES) + options.held_out
+        samples = generated_samples(specs, count, seed=seed + 1000)
+    return samples.split(options.held_out)
+
+
+def run_precision_stage(
+    fp32: onnx.ModelProto,
+    specs: Sequence[InputSpec],
+    options: PrecisionOptions,
+    session_options: Mapping[str, Any],
+    providers: Providers,
+    bench_seconds: float,
+    seed: int = 0,
+) -> tuple[PrecisionReport, onnx.ModelProto]:
+    """The report and the model to ship (the INT8 winner, or ``fp32`` itself)."""
+    calib, held = calibration_sets(options, specs, seed)
+    settings = SearchSettings(
+        budget=options.budget,
+        calibration=options.calib_method,
+        force_int8=options.force,
+        bench_seconds=bench_seconds,
+    )
+    with tempfile.TemporaryDirectory(prefix="hwopt-int8-") as tmp:
+        report, chosen = choose_precision(
+            fp32, calib, held, options.mode, settings, host_info(), session_options, providers, Path(tmp)
+        )
+        model = onnx.load(str(chosen)) if chosen is not None else fp32
+    return report, model

@@ -1,0 +1,1 @@
+"""INT8 quantization: calibration data, and the search for what to quantize."""

@@ -1,0 +1,394 @@
+"""Choosing the precision by measurement: the fastest INT8 variant within the accuracy budget,
+or FP32 when none is faster.
+
+No single INT8 setting wins everywhere (the right format depends on the CPU's instruction
+sets and on the model, per layer), so every choice here is measured on this host, against
+the FP32 build, on the same feeds, with runs interleaved:
+
+1. **Formats.** QDQ and QOperator, U8 and S8 activations, per-channel and per-tensor
+   weights (7-bit weights on x86 CPUs without VNNI), all from one calibration. Successive
+   halving on repetitions: every variant is timed briefly, the faster half again, longer.
+2. **Accuracy.** The survivors, fastest first, are checked on the held-out samples; the first
+   within the budget is the base. If none is: other calibration methods (percentile,
+   entropy) for the fastest format, then accuracy-aware fallback, keeping the tensors with the
+   worst quantization noise (and the nodes that touch them) in float, more at each step,
+   until the budget holds.
+3. **Speed per layer.** Layer groups that INT8 kernels often run slower than float
+   (depthwise convolutions, the first convolution on 3 channels, grouped convolutions, ...)
+   are tried in float one group at a time; a group stays in float when that is measurably
+   faster and still within the budget.
+4. **Decision.** The final variant is timed against FP32 again; it ships only if it is faster
+   by more than the noise margin and within the budget, unless the user forces INT8.
+
+Every variant tried is recorded with its latency ratio, accuracy and size, and why it was
+kept or dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from hwopt.bench import BenchConfig, bench_session_options, measure_latency
+from hwopt.errors import one_line
+from hwopt.hostinfo import HostInfo
+from hwopt.quant.accuracy import AccuracyBudget, AccuracyResult, compare
+from hwopt.quant.calibration import SampleSet
+from hwopt.quant.sensitivity import rank_nodes, tensor_sqnr
+from hwopt.quant.variants import CALIBRATION_METHODS, QuantConfig, QuantizationFailed, Quantizer
+from hwopt.session import ORT_ERRORS, Providers, create_session, run_session
+
+log = logging.getLogger(__name__)
+
+# A variant must beat FP32 by more than this to ship: below it, the difference is noise.
+SPEED_MARGIN = 0.98
+# Keeping a layer group in float must gain at least this much to be kept.
+GROUP_GAIN = 0.98
+FALLBACK_STEPS = (1, 2, 4, 8, 16, 32, 64)
+# In a halving round, variants within 3% of the last survivor survive too.
+HALVING_TIES = 1.03
+# Narrower sets of operators to quantize, tried when the whole model is over budget: the
+# convolutional backbone of a hybrid model (a CNN feeding attention, as PP-OCRv4 rec) often
+# quantizes well where its attention does not.
+OP_SCOPES = (("Conv",), ("Conv", "MatMul", "Gemm"))
+
+
+def _ratio(record: VariantRecord) -> float:
+    return record.latency_ratio if record.latency_ratio is not None else float("inf")
+
+
+@dataclasses.dataclass
+class VariantRecord:
+    label: str
+    config: QuantConfig | None  # None: the FP32 build
+    latency_ratio: float | None = None  # p50 / FP32 p50
+    accuracy: AccuracyResult | None = None
+    size_bytes: int | None = None
+    status: str = "tried"
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "config": self.config.to_dict() if self.config else None,
+            "latency_ratio": self.latency_ratio,
+            "accuracy": self.accuracy.to_dict() if self.accuracy else None,
+            "size_bytes": self.size_bytes,
+            "status": self.status,
+            "reason": self.reason,
+        }
+
+
+@dataclasses.dataclass
+class PrecisionReport:
+    requested: str
+    chosen: str  # "fp32" or "int8"
+    chosen_label: str
+    reason: str
+    budget: AccuracyBudget
+    calibration_source: str
+    calibration_samples: int
+    held_out_samples: int
+    generated_data: bool
+    isa: tuple[str, ...]
+    variants: list[VariantRecord] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requested": self.requested,
+            "chosen": self.chosen,
+            "chosen_label": self.chosen_label,
+            "reason": self.reason,
+            "budget": self.budget.to_dict(),
+            "calibration": {
+                "source": self.calibration_source,
+                "samples": self.calibration_samples,
+                "held_out_samples": self.held_out_samples,
+                "generated": self.generated_data,
+            },
+            "isa": list(self.isa),
+            "variants": [v.to_dict() for v in self.variants],
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSettings:
+    budget: AccuracyBudget = AccuracyBudget()
+    calibration: str | None = None  # None: minmax first, the others when accuracy fails
+    force_int8: bool = False
+    bench_seconds: float = 1.0
+
+
+def format_candidates(host: HostInfo) -> list[QuantConfig]:
+    """The format space on this host. Weights are S8 (the integer kernels' fast path);
+    7-bit weights only on x86 without VNNI, where 8-bit products can saturate."""
+    x86 = host.machine.lower() in ("x86_64", "amd64", "i686", "x86")
+    reduce_range = x86 and not host.has_vnni
+    return [
+        QuantConfig(fmt=fmt, activations=act, per_channel=pc, reduce_range=reduce_range)
+        for fmt in ("qdq", "qoperator")
+        for act in ("u8", "s8")
+        for pc in (True, False)
+    ]
+
+
+class _Search:
+    def __init__(
+        self,
+        fp32: onnx.ModelProto,
+        calib: SampleSet,
+        held: SampleSet,
+        settings: SearchSettings,
+        session_options: Mapping[str, Any],
+        providers: Providers,
+        workdir: Path,
+    ):
+        self.settings = settings
+        self.held = held
+        self.quantizer = Quantizer(fp32, calib, workdir)
+        self.workdir = workdir
+        self.session_options = bench_session_options(session_options)
+        self.providers = providers
+        self.fp32_session = create_session(self.quantizer.float_path, self.session_options, providers)
+        self.reference = [run_session(self.fp32_session, s) for s in held.samples]
+        self.records: list[VariantRecord] = []
+        self.paths: dict[QuantConfig, Path] = {}
+        self.fp32_model = onnx.load(str(self.quantizer.prepared), load_external_data=False)
+
+    # -- building and measuring -----------------------------------------------------------
+    def build(self, config: QuantConfig) -> VariantRecord:
+        record = VariantRecord(config.label(), config)
+        self.records.append(record)
+        try:
+            path = self.quantizer.quantize(config)
+        except QuantizationFailed as exc:
+            record.status, record.reason = "failed", f"quantizer: {exc}"
+            return record
+        self.paths[config] = path
+        record.size_bytes = path.stat().st_size
+        return record
+
+    def accuracy(self, record: VariantRecord) -> AccuracyResult | None:
+        if record.accuracy is None and record.config in self.paths:
+            try:
+                session = create_session(self.paths[record.config], self.session_options, self.providers)
+                outputs = [run_session(session, s) for s in self.held.samples]
+            except ORT_ERRORS as exc:
+                record.status, record.reason = "failed", f"onnxruntime: {one_line(exc)}"
+                return None
+            record.accuracy = compare(self.reference, outputs)
+        return record.accuracy
+
+    def time(self, records: Sequence[VariantRecord], seconds: float) -> None:
+        """Latency ratios to FP32 for ``records``, all timed interleaved with FP32."""
+        runnable = {}
+        for record in records:
+            if record.config not in self.paths:
+                continue
+            try:
+                runnable[record.label] = create_session(self.paths[record.config], self.session_options, self.providers)
+            except ORT_ERRORS as exc:
+                record.status, record.reason = "failed", f"onnxruntime: {one_line(exc)}"
+        feeds = self.held.samples[0]
+        runners: dict[str, Callable[[], object]] = {"fp32": lambda: self.fp32_session.run(None, feeds)}
+        for label, session in runnable.items():
+            runners[label] = lambda s=session: s.run(None, feeds)
+        stats = measure_latency(runners, BenchConfig(warmup_runs=2, min_runs=5, target_seconds=seconds))
+        for record in records:
+            if record.label in stats:
+                record.latency_ratio = stats[record.label].p50_ms / stats["fp32"].p50_ms
+
+    def within(self, record: VariantRecord) -> bool:
+        accuracy = self.accuracy(record)
+        return accuracy is not None and accuracy.within(self.settings.budget)
+
+    def mark_over_budget(self, record: VariantRecord) -> None:
+        if record.status != "failed" and record.accuracy is not None:
+            record.status = "over budget"
+            record.reason = "; ".join(record.accuracy.violations(self.settings.budget))
+
+    # -- the stages -----------------------------------------------------------------------
+    def formats(self, host: HostInfo) -> list[VariantRecord]:
+        method = self.settings.calibration or "minmax"
+        built = [self.build(dataclasses.replace(c, calibration=method)) for c in format_candidates(host)]
+        alive = [r for r in built if r.status != "failed"]
+        seconds = max(0.5, self.settings.bench_seconds / 2)
+        while len(alive) > 2:
+            self.time(alive, seconds)
+            alive.sort(key=_ratio)
+            # The faster half goes on, and whatever is within noise of the slowest of that half.
+            cut = _ratio(alive[(len(alive) + 1) // 2 - 1]) * HALVING_TIES
+            survivors = [r for r in alive if _ratio(r) <= cut]
+            if len(survivors) == len(alive):
+                break
+            for dropped in alive[len(survivors):]:
+                dropped.status, dropped.reason = "dropped", "slower than the faster half in a timing round"
+            alive = survivors
+            seconds *= 2
+        self.time(alive, seconds)
+        return sorted(alive, key=_ratio)
+
+    def accurate_base(self, ranked: list[VariantRecord]) -> VariantRecord | None:
+        """The fastest variant within budget, repaired step by step when none is."""
+        for record in ranked:
+            if self.within(record):
+                return record
+            self.mark_over_budget(record)
+        evaluated = [r for r in ranked if r.accuracy is not None]
+        if not evaluated:
+            return None
+        best = max(evaluated, key=lambda r: r.accuracy.cosine)
+        repairs = [dataclasses.replace(best.config, op_types=scope) for scope in OP_SCOPES]
+        methods = [self.settings.calibration] if self.settings.calibration else list(CALIBRATION_METHODS)
+        repairs += [dataclasses.replace(best.config, calibration=m) for m in methods if m != best.config.calibration]
+        for config in repairs:
+            record = self.build(config)
+            if self.within(record):
+                return record
+            self.mark_over_budget(record)
+            if record.accuracy is not None and record.accuracy.cosine > best.accuracy.cosine:
+                best = record
+        return self.fallback(best)
+
+    def fallback(self, record: VariantRecord) -> VariantRecord | None:
+        """Keep the nodes that add the most quantization noise in float, more at each step,
+        until within budget."""
+        qdq_config = dataclasses.replace(record.config, fmt="qdq")
+        if qdq_config not in self.paths:
+            qdq = self.build(qdq_config)
+            self.records.remove(qdq)
+            if qdq.status == "failed":
+                return None
+        try:
+            sqnr = tensor_sqnr(self.quantizer.prepared, self.paths[qdq_config], self.held.take(2), self.workdir)
+        except Exception as exc:  # noqa: BLE001 - ORT's debug tooling; a failure ends the fallback, reported
+            record.reason += f"; sensitivity analysis failed: {type(exc).__name__}: {one_line(exc)}"
+            return None
+        ranked = [name for name, _ in rank_nodes(self.fp32_model, sqnr)]
+        for count in FALLBACK_STEPS:
+            if count > len(ranked) // 2:
+                break
+            exclude = tuple(sorted(set(record.config.exclude) | set(ranked[:count])))
+            candidate = self.build(dataclasses.replace(record.config, exclude=exclude))
+            if self.within(candidate):
+                candidate.reason = (
+                    f"the {count} node(s) adding the most quantization noise kept in float "
+                    f"({', '.join(ranked[:3])}{', ...' if count > 3 else ''})"
+                )
+                return candidate
+            self.mark_over_budget(candidate)
+        return None
+
+    def refine_groups(self, base: VariantRecord) -> VariantRecord:
+        for group, nodes in layer_groups(self.fp32_model).items():
+            if not nodes or set(nodes) <= set(base.config.exclude):
+                continue
+            exclude = tuple(sorted(set(base.config.exclude) | set(nodes)))
+            candidate = self.build(dataclasses.replace(base.config, exclude=exclude))
+            candidate.label += f" ({group} in float)"
+            if candidate.status == "failed":
+                continue
+            self.time([base, candidate], self.settings.bench_seconds / 2)
+            faster = (
+                candidate.latency_ratio is not None and base.latency_ratio is not None
+                and candidate.latency_ratio < GROUP_GAIN * base.latency_ratio
+            )
+            if faster and self.within(candidate):
+                base.status, base.reason = "superseded", f"keeping {group} in float was faster"
+                base = candidate
+            else:
+                candidate.status = "not kept"
+                candidate.reason = f"{group} in float was not faster" if not faster else "over budget"
+        return base
+
+
+def layer_groups(model: onnx.ModelProto) -> dict[str, list[str]]:
+    """Node groups whose INT8 kernels are often slower than float on CPUs."""
+    weights = {init.name: tuple(init.dims) for init in model.graph.initializer}
+    inputs = {vi.name for vi in model.graph.input}
+    groups: dict[str, list[str]] = {
+        "first convolution": [], "depthwise convolutions": [], "grouped convolutions": [],
+        "elementwise Add/Mul": [], "MatMul/Gemm": [],
+    }
+    for node in model.graph.node:
+        if node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in weights:
+            w = weights[node.input[1]]
+            group = next((a.i for a in node.attribute if a.name == "group"), 1)
+            cin = w[1] * group
+            if node.input[0] in inputs or cin <= 4:
+                groups["first convolution"].append(node.name)
+            elif group > 1 and group == cin:
+                groups["depthwise convolutions"].append(node.name)
+            elif group > 1:
+                groups["grouped convolutions"].append(node.name)
+        elif node.op_type in ("Add", "Mul"):
+            groups["elementwise Add/Mul"].append(node.name)
+        elif node.op_type in ("MatMul", "Gemm"):
+            groups["MatMul/Gemm"].append(node.name)
+    return groups
+
+
+def choose_precision(
+    fp32: onnx.ModelProto,
+    calib: SampleSet,
+    held: SampleSet,
+    requested: str,
+    settings: SearchSettings,
+    host: HostInfo,
+    session_options: Mapping[str, Any],
+    providers: Providers,
+    workdir: Path,
+) -> tuple[PrecisionReport, Path | None]:
+    """Search INT8 variants of ``fp32``; return the report and the chosen INT8 model's path
+    (None when FP32 wins)."""
+    report = PrecisionReport(
+        requested=requested, chosen="fp32", chosen_label="FP32", reason="",
+        budget=settings.budget, calibration_source=calib.source,
+        calibration_samples=len(calib), held_out_samples=len(held),
+        generated_data=calib.generated, isa=host.isa,
+    )
+    search = _Search(fp32, calib, held, settings, session_options, providers, workdir)
+    ranked = search.formats(host)
+    base = search.accurate_base(ranked)
+    report.variants = search.records
+    if base is None:
+        report.reason = f"no INT8 variant met the accuracy budget ({settings.budget.describe()})"
+        return report, _forced(search, ranked, settings, report)
+    base = search.refine_groups(base)
+    search.time([base], settings.bench_seconds)
+    if base.latency_ratio is None or base.latency_ratio >= SPEED_MARGIN:
+        base.status = "slower"
+        base.reason = f"{base.latency_ratio:.2f}x FP32 latency: not faster than FP32 beyond noise"
+        report.reason = f"the best INT8 variant within budget runs at {base.latency_ratio:.2f}x FP32"
+        return report, _forced(search, [base], settings, report)
+    base.status = "chosen"
+    for record in search.records:
+        if record.status == "tried":
+            record.status, record.reason = "not chosen", "the chosen variant was faster within the budget"
+    report.chosen, report.chosen_label = "int8", base.label
+    report.reason = (
+        f"fastest variant within the budget: {base.latency_ratio:.2f}x FP32 latency, "
+        f"cosine {base.accuracy.cosine:.4f}"
+    )
+    return report, search.paths[base.config]
+
+
+def _forced(search: _Search, ranked: Sequence[VariantRecord], settings: SearchSettings,
+            report: PrecisionReport) -> Path | None:
+    """With --force-int8, the fastest INT8 variant ships anyway, and the report says so."""
+    if not settings.force_int8:
+        return None
+    candidates = [r for r in ranked if r.config in search.paths]
+    if not candidates:
+        return None
+    forced = min(candidates, key=lambda r: r.latency_ratio if r.latency_ratio is not None else float("inf"))
+    forced.status = "chosen (forced)"
+    report.chosen, report.chosen_label = "int8", forced.label
+    report.reason += "; shipped anyway because INT8 was forced"
+    return search.paths[forced.config]
+

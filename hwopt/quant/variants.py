@@ -1,0 +1,137 @@
+"""INT8 variants of a float model: one configuration, one quantized model file.
+
+A :class:`QuantConfig` is one point of the space the search explores: the format (QDQ,
+where Quantize/DequantizeLinear pairs wrap float operators and onnxruntime fuses them into
+integer kernels, or QOperator, where the quantizer writes QLinearConv and friends itself),
+the activation and weight types, per-channel or per-tensor weight scales, 7-bit weights
+(``reduce_range``, for CPUs without VNNI whose 8-bit multiply-adds can saturate), the
+calibration method, and the nodes kept in float.
+
+:class:`Quantizer` owns a working folder: the pre-processed float model (onnxruntime's
+``quant_pre_process`` shape inference) and one calibration cache per method, so that the
+many variants of one search calibrate once (calibration runs the float model over every
+sample with all intermediate tensors as outputs; quantizing from cached ranges is cheap).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import onnx
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from hwopt.errors import one_line
+from hwopt.quant.calibration import SampleReader, SampleSet
+
+log = logging.getLogger(__name__)
+
+_METHODS = {
+    "minmax": CalibrationMethod.MinMax,
+    "entropy": CalibrationMethod.Entropy,
+    "percentile": CalibrationMethod.Percentile,
+}
+CALIBRATION_METHODS = tuple(_METHODS)
+_TYPES = {"u8": QuantType.QUInt8, "s8": QuantType.QInt8}
+# Percentile keeps the 99.999th percentile of |x|: outliers stop stretching the scale.
+_PERCENTILE = 99.999
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantConfig:
+    fmt: str = "qdq"  # "qdq" | "qoperator"
+    activations: str = "u8"  # "u8" | "s8"
+    weights: str = "s8"
+    per_channel: bool = True
+    reduce_range: bool = False
+    calibration: str = "minmax"
+    exclude: tuple[str, ...] = ()  # nodes kept in float
+    op_types: tuple[str, ...] | None = None  # operators to quantize (None: onnxruntime's default set)
+
+    def label(self) -> str:
+        text = (
+            f"{self.fmt.upper()} {self.activations.upper()}/{self.weights.upper()} "
+            f"{'per-channel' if self.per_channel else 'per-tensor'} {self.calibration}"
+        )
+        if self.reduce_range:
+            text += " 7-bit"
+        if self.op_types is not None:
+            text += f", only {'/'.join(self.op_types)}"
+        if self.exclude:
+            text += f", {len(self.exclude)} node(s) in float"
+        return text
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["exclude"] = list(self.exclude)
+        data["op_types"] = list(self.op_types) if self.op_types is not None else None
+        return data
+
+
+class QuantizationFailed(Exception):
+    """onnxruntime's quantizer rejected the model or configuration; the message says why."""
+
+
+def name_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Give every node a unique name: nodes are kept in float by name."""
+    seen: set[str] = set()
+    for i, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            node.name = f"{node.op_type}_{i}"
+        seen.add(node.name)
+    return model
+
+
+class Quantizer:
+    """Quantizes one float model into many configurations from shared calibration."""
+
+    def __init__(self, model: onnx.ModelProto, calibration: SampleSet, workdir: Path):
+        self.workdir = workdir
+        self.calibration = calibration
+        self.float_path = workdir / "float.onnx"
+        self.prepared = workdir / "prepared.onnx"
+        onnx.save(name_nodes(_copy(model)), str(self.float_path))
+        try:
+            quant_pre_process(str(self.float_path), str(self.prepared), skip_symbolic_shape=False)
+        except Exception as exc:  # noqa: BLE001 - symbolic inference asserts on some graphs; retried without it
+            log.info("quant_pre_process with symbolic shapes failed (%s); retrying without", one_line(exc))
+            quant_pre_process(str(self.float_path), str(self.prepared), skip_symbolic_shape=True)
+        self._count = 0
+
+    def quantize(self, config: QuantConfig) -> Path:
+        """The quantized model file for ``config``."""
+        self._count += 1
+        out = self.workdir / f"variant_{self._count}.onnx"
+        extra = {"CalibPercentile": _PERCENTILE} if config.calibration == "percentile" else {}
+        try:
+            quantize_static(
+                str(self.prepared),
+                str(out),
+                SampleReader(self.calibration),
+                quant_format=QuantFormat.QDQ if config.fmt == "qdq" else QuantFormat.QOperator,
+                per_channel=config.per_channel,
+                reduce_range=config.reduce_range,
+                activation_type=_TYPES[config.activations],
+                weight_type=_TYPES[config.weights],
+                nodes_to_exclude=list(config.exclude),
+                op_types_to_quantize=list(config.op_types) if config.op_types is not None else None,
+                calibrate_method=_METHODS[config.calibration],
+                extra_options=extra,
+                calibration_cache_path=self.workdir / f"calibration_{config.calibration}.json",
+            )
+        except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises anything; reported per variant
+            raise QuantizationFailed(f"{type(exc).__name__}: {one_line(exc)}") from exc
+        return out
+
+    def node_names(self, op_types: Sequence[str] | None = None) -> list[str]:
+        model = onnx.load(str(self.prepared), load_external_data=False)
+        return [n.name for n in model.graph.node if op_types is None or n.op_type in op_types]
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy

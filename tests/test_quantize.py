@@ -1,0 +1,93 @@
+"""INT8: the format space per host, layer groups, sensitivity ranking, and the decisions of
+the search that do not depend on timing (the budget, forcing, exit codes)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from conftest import SAMPLES, invoke_cli
+from hwopt.hostinfo import host_info
+from hwopt.quant.search import format_candidates, layer_groups
+from hwopt.quant.sensitivity import rank_nodes
+from passtest import make_model
+
+SAMPLE = SAMPLES / "mobilenetv2_tiny.onnx"
+
+
+def test_reduce_range_only_on_x86_without_vnni() -> None:
+    host = host_info()
+    avx2_only = dataclasses.replace(host, machine="x86_64", isa=("AVX", "AVX2", "FMA"))
+    vnni = dataclasses.replace(host, machine="x86_64", isa=("AVX2", "AVX-512 VNNI"))
+    arm = dataclasses.replace(host, machine="aarch64", isa=("NEON",))
+    assert all(c.reduce_range for c in format_candidates(avx2_only))
+    assert not any(c.reduce_range for c in format_candidates(vnni))
+    assert not any(c.reduce_range for c in format_candidates(arm))
+    assert {(c.fmt, c.activations, c.per_channel) for c in format_candidates(vnni)} == {
+        (f, a, p) for f in ("qdq", "qoperator") for a in ("u8", "s8") for p in (True, False)}
+
+
+def test_layer_groups() -> None:
+    model = make_model("""<ir_version: 8, opset_import: ["" : 17]>
+        g (float[1, 3, 8, 8] x) => (float[1, 8, 8, 8] y) <float[8, 3, 3, 3] w0, float[8, 1, 3, 3] w1,
+            float[8, 2, 3, 3] w2> {
+            a = Conv <pads = [1, 1, 1, 1]> (x, w0)
+            b = Conv <pads = [1, 1, 1, 1], group = 8> (a, w1)
+            c = Conv <pads = [1, 1, 1, 1], group = 4> (b, w2)
+            y = Add (c, a)
+        }""")
+    for i, node in enumerate(model.graph.node):
+        node.name = f"n{i}"
+    assert layer_groups(model) == {
+        "first convolution": ["n0"], "depthwise convolutions": ["n1"], "grouped convolutions": ["n2"],
+        "elementwise Add/Mul": ["n3"], "MatMul/Gemm": [],
+    }
+
+
+def test_nodes_that_add_noise_rank_first() -> None:
+    model = make_model("""<ir_version: 8, opset_import: ["" : 17]>
+        g (float[1, 4] x) => (float[1, 4] y) { a = Relu (x)  b = Neg (a)  y = Sigmoid (b) }""")
+    for i, node in enumerate(model.graph.node):
+        node.name = f"n{i}"
+    # a: 40 dB (noise 1e-4, added by n0); b: 39 dB (n1 adds little); y: 20 dB (n2 adds 1e-2).
+    ranked = rank_nodes(model, {"a": 40.0, "b": 39.0, "y": 20.0})
+    assert [name for name, _ in ranked] == ["n2", "n0", "n1"]
+
+
+def test_impossible_budget_keeps_fp32_and_exits_3(tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    proc = invoke_cli("quantize", SAMPLE, "-o", out, "--max-accuracy-drop", "abs=0", "--calib-samples", "4",
+                      "--bench-seconds", "0.2", "--json")
+    assert proc.returncode == 3, proc.stderr
+    assert "no INT8 variant met the accuracy budget" in proc.stderr
+    report = json.loads(proc.stdout)
+    precision = report["builds"][0]["precision"]
+    assert precision["chosen"] == "fp32" and precision["requested"] == "int8"
+    assert precision["calibration"]["generated"] is True
+    assert any("GENERATED" in w for w in report["builds"][0]["warnings"])
+    statuses = {v["status"] for v in precision["variants"]}
+    assert "over budget" in statuses
+    # Accuracy is only ever judged on held-out samples, never the calibration ones.
+    assert precision["calibration"]["held_out_samples"] == 4
+    assert (out / "build.json").is_file()  # the FP32 build is written
+    built = onnx.load(str(out / "model.onnx"))
+    assert not any(n.op_type in ("QuantizeLinear", "QLinearConv") for n in built.graph.node)
+
+
+def test_forced_int8_ships_even_over_budget(tmp_path: Path) -> None:
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, input=np.random.default_rng(0).standard_normal((10, 1, 3, 96, 96)).astype(np.float32))
+    proc = invoke_cli("optimize", SAMPLE, "-o", tmp_path / "b", "--precision", "int8", "--force-precision",
+                      "--calib", calib, "--max-accuracy-drop", "abs=0", "--bench-seconds", "0.2", "--no-bench",
+                      "--json")
+    assert proc.returncode == 0, proc.stderr
+    precision = json.loads(proc.stdout)["builds"][0]["precision"]
+    assert precision["chosen"] == "int8" and "forced" in precision["reason"]
+    assert precision["calibration"]["generated"] is False
+    assert precision["calibration"]["samples"] == 6 and precision["calibration"]["held_out_samples"] == 4
+    built = onnx.load(str(tmp_path / "b" / "model.onnx"))
+    assert any(n.op_type in ("QuantizeLinear", "QLinearConv", "DequantizeLinear") for n in built.graph.node)
