@@ -63,6 +63,20 @@ CalibSamplesOpt = Annotated[
 CalibMethodOpt = Annotated[
     Optional[str], typer.Option("--calib-method", help="minmax | entropy | percentile (default: minmax, others tried on failure).")
 ]
+TargetOptionOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--target-option", metavar="TARGET.KEY=VALUE", help="A target option, e.g. cuda.cuda_graph=true (repeatable)."),
+]
+RequireTargetOpt = Annotated[
+    bool, typer.Option("--require-target", help="Exit 4 when a target's provider cannot run on this host.")
+]
+NoFallbackOpt = Annotated[
+    bool, typer.Option("--no-fallback", help="Fail (exit 3) when nodes would run on a provider other than the target's.")
+]
+MaxLatencyOpt = Annotated[Optional[float], typer.Option("--max-latency-ms", help="Gate: build p50 latency at most this.")]
+MinSpeedupOpt = Annotated[Optional[float], typer.Option("--min-speedup", help="Gate: original p50 / build p50 at least this.")]
+MaxSizeOpt = Annotated[Optional[float], typer.Option("--max-size-mb", help="Gate: build model size at most this.")]
+MaxMemoryOpt = Annotated[Optional[float], typer.Option("--max-memory-mb", help="Gate: measured session peak RSS at most this.")]
 AccuracyOpt = Annotated[
     Optional[str],
     typer.Option("--max-accuracy-drop", help="INT8 budget: a number d (cosine and top-1 >= 1-d) or cosine=..,top1=..,abs=.. (default cosine=0.99,top1=0.99)."),
@@ -204,6 +218,13 @@ def optimize(
     calib_samples: CalibSamplesOpt = None,
     calib_method: CalibMethodOpt = None,
     max_accuracy_drop: AccuracyOpt = None,
+    target_option: TargetOptionOpt = None,
+    require_target: RequireTargetOpt = False,
+    no_fallback: NoFallbackOpt = False,
+    max_latency_ms: MaxLatencyOpt = None,
+    min_speedup: MinSpeedupOpt = None,
+    max_size_mb: MaxSizeOpt = None,
+    max_memory_mb: MaxMemoryOpt = None,
     explain: Annotated[
         bool, typer.Option("--explain", help="Show why each declined match was not rewritten.")
     ] = False,
@@ -224,6 +245,8 @@ def optimize(
         config, target, output, input_shape, inputs, passes, skip_pass, strict, bench, bench_seconds,
         precision, force_precision, calib, calib_samples, calib_method, max_accuracy_drop,
     )
+    _apply_target_flags(options, target_option, require_target, no_fallback,
+                        max_latency_ms, min_speedup, max_size_mb, max_memory_mb, max_accuracy_drop)
     _run_and_report(model, options, json_out, quiet, explain)
 
 
@@ -239,6 +262,41 @@ def _run_and_report(model: Path, options, json_out: bool, quiet: bool, explain: 
     if not json_out:
         render_console(report.document(explain=explain), _console(quiet))
     check_outcome(report, options)
+
+
+def _apply_target_flags(options, target_option, require_target, no_fallback,
+                        max_latency_ms, min_speedup, max_size_mb, max_memory_mb, max_accuracy_drop) -> None:
+    """Target options, --require-target, --no-fallback and the CI gates, over the config's."""
+    from hwopt.errors import UsageError
+
+    target_options = {name: dict(values) for name, values in options.target_options.items()}
+    for item in target_option or []:
+        key, sep, value = item.partition("=")
+        name, dot, option = key.partition(".")
+        if not sep or not dot or not option:
+            raise UsageError(f"--target-option '{item}': expected TARGET.KEY=VALUE, e.g. cuda.cuda_graph=true")
+        target_options.setdefault(name, {})[option] = _option_value(value)
+    options.target_options = target_options
+    options.require_target = options.require_target or require_target
+    options.no_fallback = options.no_fallback or no_fallback
+    gates = {"max_latency_ms": max_latency_ms, "min_speedup": min_speedup, "max_size_mb": max_size_mb,
+             "max_memory_mb": max_memory_mb}
+    options.gates = dataclasses.replace(options.gates, **{k: v for k, v in gates.items() if v is not None})
+    if max_accuracy_drop is not None:
+        options.gates = dataclasses.replace(options.gates, accuracy=options.precision.budget)
+
+
+def _option_value(text: str):
+    """true/false, integers and floats as such; anything else stays a string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _optimize_options(
@@ -394,17 +452,22 @@ def list_targets(json_out: JsonOpt = False) -> None:
     from hwopt.report.render import Document, Table, render_console
     from hwopt.targets import get_target, target_names
 
-    described = [get_target(name).describe() for name in target_names()]
+    described = []
+    for name in target_names():
+        info = get_target(name).describe()
+        info["requested_as"] = name
+        described.append(info)
     if json_out:
         print(json.dumps({"schema": "hwopt.targets/1", "targets": described}, indent=2))
         return
     table = Table(
         title="Targets",
-        columns=("target", "available", "providers", "default passes", "why not"),
+        columns=("target", "available", "providers", "precisions", "why not"),
         rows=[
-            (d["name"], "yes" if d["availability"]["available"] else "no",
-             ", ".join(p["name"] for p in d["providers"]), ",".join(d["default_passes"]),
-             d["availability"]["reason"] or "-")
+            (d["name"] if d["requested_as"] == d["name"] else f"{d['requested_as']} -> {d['name']}",
+             "yes" if d["availability"]["available"] else "no",
+             ", ".join(p["name"] for p in d["providers"]), ", ".join(d["precisions"]),
+             "; ".join(x for x in (d["alias_note"], d["availability"]["reason"]) if x) or "-")
             for d in described
         ],
     )

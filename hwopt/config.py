@@ -30,6 +30,15 @@ an unknown key is an error that lists the known ones, so a typo never silently d
     method = "minmax"                      # minmax | entropy | percentile
     held_out = 8
 
+    [gates]                                # CI gates (exit 3 when one fails)
+    max_latency_ms = 20.0
+    min_speedup = 1.1
+    max_size_mb = 50
+    max_memory_mb = 512
+
+    [target_options.cuda]                  # options of one target
+    cuda_graph = true
+
     [calibration.image]                    # how images become inputs (hwopt.quant.images.ImageSpec)
     size = [224, 224]
     mean = [0.485, 0.456, 0.406]
@@ -49,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from hwopt.errors import ConfigError
+from hwopt.gates import Gates
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -57,8 +67,9 @@ else:  # pragma: no cover - Python 3.10
 
 _TOP_KEYS = {
     "targets", "inputs", "input_shapes", "pipeline", "passes", "bench", "precision",
-    "max_accuracy_drop", "calibration",
+    "max_accuracy_drop", "calibration", "target_options", "gates",
 }
+_GATE_KEYS = {"max_latency_ms", "min_speedup", "max_size_mb", "max_memory_mb"}
 _CALIBRATION_KEYS = {"path", "samples", "method", "held_out", "image"}
 _PIPELINE_KEYS = {"passes", "skip", "strict"}
 _BENCH_KEYS = {"seconds", "enabled"}
@@ -84,6 +95,8 @@ class Config:
     calib_method: str | None = None
     held_out: int | None = None
     image: dict[str, Any] | None = None
+    target_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    gates: Gates = Gates()
 
 
 def load_config(path: str | Path) -> Config:
@@ -144,6 +157,15 @@ def parse_config(data: Mapping[str, Any], base: Path = Path("."), where: str = "
             config.held_out = _typed(calib["held_out"], int, f"{where}: calibration.held_out")
         if "image" in calib:
             config.image = dict(_typed(calib["image"], dict, f"{where}: calibration.image"))
+    if "target_options" in data:
+        for name, values in _typed(data["target_options"], dict, f"{where}: target_options").items():
+            config.target_options[name] = dict(_typed(values, dict, f"{where}: target_options.{name}"))
+    if "gates" in data:
+        gates = _typed(data["gates"], dict, f"{where}: gates")
+        _known(gates, _GATE_KEYS, f"{where}: [gates]")
+        config.gates = Gates(**{
+            key: float(_typed(value, (int, float), f"{where}: gates.{key}")) for key, value in gates.items()
+        })
     if "bench" in data:
         bench = _typed(data["bench"], dict, f"{where}: bench")
         _known(bench, _BENCH_KEYS, f"{where}: [bench]")

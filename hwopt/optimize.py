@@ -1,32 +1,41 @@
-"""``hwopt.optimize``: load a model, run a target's verified pipeline, write the build, measure it.
+"""``hwopt.optimize``: load a model, run each target's verified pipeline, write the builds,
+measure them, and report.
 
 The steps, in order (docs/architecture.md draws them):
 
 1. load the model safely and resolve concrete input shapes;
-2. take the user's feeds or generate them, and record the original model's outputs;
-3. for each target: run its pipeline (every pass verified, failures rolled back), write the
-   build directory, compare the build's outputs with the original's, and benchmark original
-   and build interleaved where the target's provider runs on this host;
-4. return one report covering every target.
+2. take the user's feeds or generate them, record the original model's outputs (at batch 2
+   too where the batch is dynamic) and its float rounding noise;
+3. for each target: run its graph pipeline (every pass verified, failures rolled back; the
+   result is shared by targets that run the same passes), choose the precision (CPU: FP32 or
+   INT8 by measurement), let the target finish the build (FP16 for CUDA, TensorRT's
+   calibration table), write the build folder, compare the build's outputs with the
+   original's, and, where the target's provider runs on this host, benchmark original and
+   build interleaved, record which provider runs each node, and measure session memory;
+4. evaluate the CI gates and return one report covering every target. ``check_outcome``
+   turns failed checks into exit codes after the report is printed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import tempfile
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 
-from hwopt.config import Config
 from hwopt.bench import BenchConfig, bench_session_options, measure_latency
-from hwopt.errors import GateFailed, ModelLoadError, PassError, UsageError
+from hwopt.config import Config
+from hwopt.errors import GateFailed, ModelLoadError, PassError, TargetUnavailable, UsageError
+from hwopt.gates import Gates, evaluate
 from hwopt.hostinfo import host_info
+from hwopt.memory.analysis import analyze_memory
+from hwopt.memory.probe import measure_session_memory
 from hwopt.model.inputs import (
     InputSpec,
     generate_feeds,
@@ -40,17 +49,18 @@ from hwopt.model.stats import model_stats
 from hwopt.output import (
     MANIFEST,
     REPORT_JSON,
+    file_sha256,
     prepare_output_dir,
     save_model_atomic,
     write_json_atomic,
     write_text_atomic,
 )
+from hwopt.partition import provider_assignment
 from hwopt.passes.base import PassContext
-from hwopt.precision import PrecisionOptions, run_precision_stage
 from hwopt.passes.pipeline import Pipeline, PipelineResult
 from hwopt.passes.registry import check_names, resolve
-from hwopt.memory.analysis import analyze_memory
-from hwopt.memory.probe import measure_session_memory
+from hwopt.precision import PrecisionOptions, calibration_sets, run_precision_stage
+from hwopt.quant.accuracy import compare
 from hwopt.report.optimize import (
     Accuracy,
     BuildReport,
@@ -58,10 +68,11 @@ from hwopt.report.optimize import (
     MemoryReport,
     ModelInfo,
     OptimizeReport,
+    Partition,
 )
 from hwopt.report.render import render_markdown
-from hwopt.session import create_session
-from hwopt.targets import Target, get_target
+from hwopt.session import ORT_ERRORS, create_session
+from hwopt.targets import BuildContext, Target, get_target
 from hwopt.verify import VerificationFailed, compare_outputs, merge_diffs, rounding_noise, run_model
 
 log = logging.getLogger(__name__)
@@ -72,6 +83,7 @@ MEMORY_PLAN = "memory_plan.json"
 # The onnxruntime settings that decide how much memory a session takes, recorded beside the
 # measurement.
 MEMORY_SETTINGS = ("graph_optimization_level", "enable_mem_pattern", "enable_cpu_mem_arena", "execution_order")
+NO_FALLBACK = {"session.disable_cpu_ep_fallback": "1"}
 
 
 @dataclasses.dataclass
@@ -87,6 +99,10 @@ class OptimizeOptions:
     strict: bool = False
     pass_options: Mapping[str, Mapping[str, object]] = dataclasses.field(default_factory=dict)
     precision: PrecisionOptions = dataclasses.field(default_factory=PrecisionOptions)
+    target_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    require_target: bool = False
+    no_fallback: bool = False
+    gates: Gates = Gates()
     benchmark: bool = True
     bench: BenchConfig = BenchConfig()
     seed: int = 0
@@ -108,26 +124,56 @@ class OptimizeOptions:
         if config.strict is not None:
             options.strict = config.strict
         options.pass_options = dict(config.pass_options)
+        options.target_options = dict(config.target_options)
         if config.bench_enabled is not None:
             options.benchmark = config.bench_enabled
         if config.bench_seconds is not None:
             options.bench = dataclasses.replace(options.bench, target_seconds=config.bench_seconds)
         options.precision = PrecisionOptions.from_config(config)
+        options.gates = config.gates
         return options
 
 
 def versions() -> dict[str, str]:
     out = {}
-    for dist in ("hwopt", "onnx", "onnxruntime", "onnxsim", "onnxscript", "onnx-ir", "numpy"):
+    for dist in ("hwopt", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxsim", "onnxscript", "onnx-ir", "numpy"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
+            continue
     return out
 
 
 def default_output_dir(model_path: Path) -> Path:
     return Path.cwd() / f"{model_path.stem}.hwopt"
+
+
+@dataclasses.dataclass
+class _Run:
+    """What every target of one run shares: the model, its feeds and reference outputs."""
+
+    loaded: LoadedModel
+    specs: list[InputSpec]
+    feeds: list[dict[str, np.ndarray]]  # check feeds: batch 1, and batch 2 when dynamic
+    references: list[dict[str, np.ndarray]]
+    noise: dict[str, float]
+    options: OptimizeOptions
+    pipelines: dict[tuple, PipelineResult] = dataclasses.field(default_factory=dict)
+
+    def pipeline_result(self, target: Target) -> PipelineResult:
+        """The graph pipeline's result for ``target``; targets running the same passes with the
+        same options share one run."""
+        names = _choose_passes(target, self.options)
+        pass_options = {
+            name: {**target.pass_options.get(name, {}), **self.options.pass_options.get(name, {})}
+            for name in {*target.pass_options, *self.options.pass_options}
+        }
+        key = (tuple(names), repr(sorted((k, sorted(v.items())) for k, v in pass_options.items())))
+        if key not in self.pipelines:
+            pipeline = Pipeline(resolve(names), pass_options)
+            ctx = PassContext(target=target.name, input_specs=self.specs)
+            self.pipelines[key] = pipeline.run(self.loaded.proto, ctx, self.feeds, self.references, self.noise)
+        return self.pipelines[key]
 
 
 def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> OptimizeReport:
@@ -136,7 +182,10 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> 
     model_path = Path(model_path)
     if not options.targets:
         raise UsageError("no target given")
-    targets = [get_target(name) for name in dict.fromkeys(options.targets)]
+    targets = {}
+    for name in dict.fromkeys(options.targets):
+        target = get_target(name, options.target_options.get(name))
+        targets.setdefault(target.name, target)
     options.precision.validate()
     loaded = load_model(model_path)
     # After loading: naming a pass imports every pass module, which a bad file need not wait for.
@@ -144,42 +193,27 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> 
         check_names(options.passes, "--passes")
     check_names(options.skip_passes, "--skip-pass")
     check_names(list(options.pass_options), "[passes] options")
-    specs, feeds, feeds_source = _inputs_and_feeds(loaded, options)
-    try:
-        reference = run_model(loaded.proto, feeds)
-    except VerificationFailed as exc:
-        raise ModelLoadError(f"{model_path}: the model does not run: {exc}") from exc
-    check_feeds, references, batch_note = [feeds], [reference], None
-    batch2 = second_batch(specs, feeds)
-    if batch2 is not None:
-        try:
-            references.append(run_model(loaded.proto, batch2))
-            check_feeds.append(batch2)
-        except VerificationFailed as exc:
-            batch_note = f"passes were checked at one batch size only: the original does not run at batch 2 ({exc})"
-
-    noise = rounding_noise(loaded.proto, check_feeds)
+    run, feeds_source, batch_note = _prepare(loaded, options)
 
     out_dir = prepare_output_dir(
         options.output_dir or default_output_dir(model_path),
         protected=[model_path, *(model_path.parent / f for f in loaded.external_files)],
     )
     builds, manifests = [], []
-    for target in targets:
+    for target in targets.values():
         build_dir = out_dir if len(targets) == 1 else prepare_output_dir(out_dir / target.name, [model_path])
-        build, manifest = _build_for_target(
-            target, loaded, specs, check_feeds, references, noise, build_dir, options
-        )
+        build, manifest = _build_for_target(run, target, build_dir)
         builds.append(build)
         manifests.append(manifest)
 
     report = OptimizeReport(
         model=_model_info(loaded),
-        inputs=specs,
+        inputs=run.specs,
         feeds_source=feeds_source,
         host=host_info(),
         versions=versions(),
         builds=builds,
+        gates=evaluate(options.gates, builds),
     )
     if feeds_source.startswith("generated"):
         report.warnings.append(
@@ -188,7 +222,7 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> 
         )
     if batch_note:
         report.warnings.append(batch_note)
-    defaulted = [d for spec in specs for d in spec.defaulted]
+    defaulted = [d for spec in run.specs for d in spec.defaulted]
     if defaulted:
         report.warnings.append(
             f"symbolic dimensions set to the default 1: {', '.join(defaulted)} "
@@ -202,23 +236,56 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> 
 
 
 def check_outcome(report: OptimizeReport, options: OptimizeOptions) -> None:
-    """Raise the check failure (exit code 3) a finished run ends with, if any: a requested
-    INT8 build that could not be delivered, or a rolled-back pass under ``--strict``. Called
-    after the report is printed, so that a CI log shows why."""
+    """Raise the failure a finished run ends with, if any (after the report is printed, so
+    that a CI log shows why): a required target that cannot run here (exit 4), failed gates,
+    a requested INT8 build that could not be delivered, fallback nodes under --no-fallback,
+    or a rolled-back pass under --strict (exit 3)."""
     builds = report.builds
+    if options.require_target:
+        missing = [b for b in builds if not b.available]
+        if missing:
+            raise TargetUnavailable("; ".join(f"target {b.target} is not available here: {b.availability_reason}"
+                                              for b in missing))
+    failed = [g for g in report.gates if not g.passed]
+    if failed:
+        raise GateFailed(f"{len(failed)} gate(s) failed: " + "; ".join(str(g) for g in failed))
     unmet = [b for b in builds if b.precision and b.precision.requested == "int8" and b.precision.chosen != "int8"]
     if unmet:
         raise GateFailed(
             f"--precision int8: {unmet[0].precision.reason} for target {unmet[0].target}; the FP32 "
             "build was written (--force-precision ships the fastest INT8 variant anyway)"
         )
+    if options.no_fallback:
+        fallback = [b for b in builds if b.partition and b.partition.fallback]
+        if fallback:
+            b = fallback[0]
+            raise GateFailed(f"--no-fallback: target {b.target} runs {len(b.partition.fallback)} node(s) "
+                             f"on other providers: {', '.join(b.partition.fallback[:5])}")
     if options.strict:
-        failed = [(b.target, r) for b in builds for r in b.passes if r.status == "rolled_back"]
-        if failed:
-            target, record = failed[0]
+        rolled = [(b.target, r) for b in builds for r in b.passes if r.status == "rolled_back"]
+        if rolled:
+            target, record = rolled[0]
             raise PassError(
                 f"--strict: pass '{record.name}' failed verification for target {target}: {record.reason}"
             )
+
+
+def _prepare(loaded: LoadedModel, options: OptimizeOptions) -> tuple[_Run, str, str | None]:
+    specs, feeds, feeds_source = _inputs_and_feeds(loaded, options)
+    try:
+        reference = run_model(loaded.proto, feeds)
+    except VerificationFailed as exc:
+        raise ModelLoadError(f"{loaded.path}: the model does not run: {exc}") from exc
+    check_feeds, references, batch_note = [feeds], [reference], None
+    batch2 = second_batch(specs, feeds)
+    if batch2 is not None:
+        try:
+            references.append(run_model(loaded.proto, batch2))
+            check_feeds.append(batch2)
+        except VerificationFailed as exc:
+            batch_note = f"passes were checked at one batch size only: the original does not run at batch 2 ({exc})"
+    run = _Run(loaded, specs, check_feeds, references, rounding_noise(loaded.proto, check_feeds), options)
+    return run, feeds_source, batch_note
 
 
 def _inputs_and_feeds(
@@ -236,125 +303,148 @@ def _choose_passes(target: Target, options: OptimizeOptions) -> list[str]:
     return [name for name in names if name not in set(options.skip_passes)]
 
 
-def _build_for_target(
-    target: Target,
-    loaded: LoadedModel,
-    specs: list[InputSpec],
-    feeds: list[dict[str, np.ndarray]],
-    references: list[dict[str, np.ndarray]],
-    noise: dict[str, float],
-    build_dir: Path,
-    options: OptimizeOptions,
-) -> tuple[BuildReport, dict]:
-    """Run the target's pipeline and write its model; return the report and the manifest,
-    which the caller writes last."""
-    pass_options = {
-        name: {**target.pass_options.get(name, {}), **options.pass_options.get(name, {})}
-        for name in {*target.pass_options, *options.pass_options}
-    }
-    pipeline = Pipeline(resolve(_choose_passes(target, options)), pass_options)
-    ctx = PassContext(target=target.name, input_specs=specs)
-    result = pipeline.run(loaded.proto, ctx, feeds, references, noise)
-    availability = target.availability()
+def _target_precision(target: Target, requested: str) -> str:
+    """The precision a target builds for the requested one (``auto``: CPU measures; the GPU
+    targets build FP16, their fast path)."""
+    if requested == "auto":
+        return "auto" if "int8" in target.precisions and target.name == "cpu" else (
+            "fp16" if "fp16" in target.precisions else "fp32")
+    if requested not in target.precisions:
+        raise UsageError(f"--precision {requested}: target {target.name} builds {', '.join(target.precisions)}")
+    return requested
 
-    model, outputs, precision = result.model, result.outputs, None
-    if _wants_int8(target, options.precision, availability.available):
-        precision, model = run_precision_stage(
-            result.model, specs, options.precision, target.session_options(), target.providers(),
+
+def _build_for_target(run: _Run, target: Target, build_dir: Path) -> tuple[BuildReport, dict]:
+    """Build, write and measure one target; return its report and the manifest, which the
+    caller writes last."""
+    options = run.options
+    result = run.pipeline_result(target)
+    availability = target.availability()
+    precision = _target_precision(target, options.precision.mode)
+
+    model, precision_report = result.model, None
+    if target.name == "cpu" and precision in ("auto", "int8") and availability.available:
+        stage = dataclasses.replace(options.precision, mode=precision)
+        precision_report, model = run_precision_stage(
+            result.model, run.specs, stage, target.session_options(), target.providers(),
             bench_seconds=options.bench.target_seconds, seed=options.seed,
         )
-        if model is not result.model:
-            outputs = [run_model(model, f) for f in feeds]
-
+    calibration = None
+    if precision == "int8" and target.name != "cpu":
+        calibration = calibration_sets(options.precision, run.specs, options.seed)[0]
     (build_dir / MANIFEST).unlink(missing_ok=True)  # the manifest marks a complete build
+    final = target.finalize(model, BuildContext(
+        build_dir=build_dir, specs=run.specs, feeds=run.feeds, references=run.references,
+        precision=precision, calibration=calibration, options=target.options,
+    ))
+    model = final.model
+    outputs = result.outputs if model is result.model else [run_model(model, f) for f in run.feeds]
     model_files = save_model_atomic(model, build_dir / MODEL_FILE)
+
+    session_options = target.session_options()
+    providers = list(target.providers())
+    if options.no_fallback and providers[0][0] != "CPUExecutionProvider":
+        # onnxruntime refuses a CPU provider listed explicitly together with the no-fallback
+        # entry; without either, a node no listed provider takes is a session error.
+        providers = [p for p in providers if p[0] != "CPUExecutionProvider"]
+        session_options["config_entries"] = {**session_options.get("config_entries", {}), **NO_FALLBACK}
     build = BuildReport(
         target=target.name,
         build_dir=str(build_dir),
-        providers=[{"name": n, "options": dict(o)} for n, o in target.providers()],
-        session_options=target.session_options(),
+        providers=[{"name": n, "options": dict(o)} for n, o in providers],
+        session_options=session_options,
         available=availability.available,
         availability_reason=availability.reason,
-        original=model_stats(loaded.proto, loaded.file_bytes),
+        original=model_stats(run.loaded.proto, run.loaded.file_bytes),
         optimized=model_stats(model, sum((build_dir / f).stat().st_size for f in model_files)),
         latency=Latency(),
         accuracy=Accuracy(
-            merge_diffs([compare_outputs(r, o) for r, o in zip(references, outputs)]),
-            samples=sum(_batch_of(f) for f in feeds),
-            rounding_noise=noise,
+            merge_diffs([compare_outputs(r, o) for r, o in zip(run.references, outputs)]),
+            samples=sum(_batch_of(f) for f in run.feeds),
+            rounding_noise=run.noise,
+            summary=compare(run.references, outputs),
         ),
         passes=result.records,
-        precision=precision,
+        precision=precision_report,
+        precision_label=final.precision if precision_report is None or precision_report.chosen != "int8" else "int8",
+        target_notes=[n for n in (target.alias_note, *final.notes) if n],
+        checks=final.checks,
     )
-    if precision is not None and precision.generated_data:
+    if precision_report is not None and precision_report.generated_data:
         build.warnings.append(
             "INT8 was calibrated and judged on GENERATED inputs: its accuracy figures say nothing "
             "about real data; pass --calib with samples of real inputs"
         )
-    if not availability.available:
-        build.latency.not_measured = availability.reason
-    elif not options.benchmark:
-        build.latency.not_measured = "benchmark skipped (--no-bench)"
-    else:
-        build.latency = _benchmark(target, loaded, build_dir / MODEL_FILE, feeds[0], options.bench)
+    build.warnings += [f"check failed: {c.name}: {c.detail}" for c in final.checks if not c.passed]
     for record in result.rolled_back:
         build.warnings.append(f"pass '{record.name}' was rolled back: {record.reason}")
-    build.memory = _memory_report(target, loaded, specs, model, result, build_dir, feeds[0], availability, options)
-    write_json_atomic(build_dir / MEMORY_PLAN, build.memory.build.plan_document(specs))
-    return build, _manifest(build, loaded, specs, result, build_dir, [*model_files, MEMORY_PLAN])
+
+    if not availability.available:
+        build.latency.not_measured = availability.reason
+        build.partition = Partition(not_measured=availability.reason)
+    else:
+        build.partition = _partition(build_dir, providers, session_options)
+        if build.partition.fallback:
+            build.warnings.append(
+                f"{len(build.partition.fallback)} node(s) run on a provider other than "
+                f"{providers[0][0]}: {', '.join(build.partition.fallback[:5])} (--no-fallback makes this an error)"
+            )
+        if not options.benchmark:
+            build.latency.not_measured = "benchmark skipped (--no-bench)"
+        else:
+            build.latency = _benchmark(run.loaded, build_dir, providers, session_options, run.feeds[0], options.bench)
+    build.memory = _memory_report(run, target, model, result, build_dir, providers, session_options, availability)
+    write_json_atomic(build_dir / MEMORY_PLAN, build.memory.build.plan_document(run.specs))
+    extra = [f for f in final.files if (build_dir / f).is_file()]
+    return build, _manifest(build, run.loaded, run.specs, model, result, build_dir,
+                            [*model_files, MEMORY_PLAN, *extra])
 
 
-def _memory_report(
-    target: Target,
-    loaded: LoadedModel,
-    specs: Sequence[InputSpec],
-    model: onnx.ModelProto,
-    result: PipelineResult,
-    build_dir: Path,
-    feeds: Mapping[str, np.ndarray],
-    availability,
-    options: OptimizeOptions,
-) -> MemoryReport:
-    session_options = target.session_options()
+def _partition(build_dir: Path, providers, session_options) -> Partition:
+    """Which provider runs each node of the build, from onnxruntime's own assignment."""
+    options = dict(session_options)
+    options["config_entries"] = {**options.get("config_entries", {}), "session.record_ep_graph_assignment_info": "1"}
+    try:
+        session = create_session(build_dir / MODEL_FILE, options, providers, base_dir=build_dir)
+    except ORT_ERRORS as exc:
+        return Partition(not_measured=f"the session could not be created: {exc}")
+    assignment = provider_assignment(session)
+    primary = providers[0][0]
+    return Partition(
+        nodes={ep: len(nodes) for ep, nodes in assignment.items()},
+        fallback=[name for ep, nodes in assignment.items() if ep != primary for name in nodes],
+    )
+
+
+def _memory_report(run: _Run, target: Target, model: onnx.ModelProto, result: PipelineResult,
+                   build_dir: Path, providers, session_options, availability) -> MemoryReport:
     report = MemoryReport(
-        original=analyze_memory(loaded.proto, specs),
-        build=analyze_memory(model, specs),
+        original=analyze_memory(run.loaded.proto, run.specs),
+        build=analyze_memory(model, run.specs),
         reorder=next((r.metrics for r in reversed(result.records)
                       if r.name == "reorder" and r.status == "applied"), None),
         ort_settings={key: session_options.get(key) for key in MEMORY_SETTINGS},
     )
     if not availability.available:
         report.not_measured = availability.reason
-    elif not options.benchmark:
+    elif not run.options.benchmark:
         report.not_measured = "measurement skipped (--no-bench)"
     else:
-        providers = [{"name": n, "options": dict(o)} for n, o in target.providers()]
+        listed = [{"name": n, "options": dict(o)} for n, o in providers]
         with tempfile.TemporaryDirectory(prefix="hwopt-feeds-") as tmp:
             feeds_path = Path(tmp) / "feeds.npz"
-            np.savez(feeds_path, **feeds)
-            report.measured_original = measure_session_memory(loaded.path, providers, session_options, feeds_path)
-            report.measured_build = measure_session_memory(build_dir / MODEL_FILE, providers, session_options, feeds_path)
+            np.savez(feeds_path, **run.feeds[0])
+            report.measured_original = measure_session_memory(run.loaded.path, listed, session_options, feeds_path)
+            report.measured_build = measure_session_memory(build_dir / MODEL_FILE, listed, session_options, feeds_path,
+                                                           base_dir=build_dir)
     return report
 
 
-def _wants_int8(target: Target, precision: PrecisionOptions, available: bool) -> bool:
-    if precision.mode == "fp32":
-        return False
-    if "int8" not in target.precisions:
-        if precision.mode == "int8":
-            raise UsageError(f"--precision int8: target {target.name} has no INT8 build yet")
-        return False
-    # The choice is made by measurement: a target that cannot run here cannot choose.
-    return available
-
-
-def _benchmark(
-    target: Target, loaded: LoadedModel, built: Path, feeds: Mapping[str, np.ndarray], config: BenchConfig
-) -> Latency:
-    providers = target.providers()
-    options = bench_session_options(target.session_options())
-    original = create_session(loaded.path, options, providers)
-    optimized = create_session(built, options, providers)
+def _benchmark(loaded: LoadedModel, build_dir: Path, providers, session_options,
+               feeds: Mapping[str, np.ndarray], config: BenchConfig) -> Latency:
+    options = bench_session_options(session_options)
+    original = create_session(loaded.path, options, providers, base_dir=build_dir)
+    optimized = create_session(build_dir / MODEL_FILE, options, providers, base_dir=build_dir)
     stats = measure_latency(
         {
             "original": lambda: original.run(None, feeds),
@@ -387,23 +477,24 @@ def _manifest(
     build: BuildReport,
     loaded: LoadedModel,
     specs: Sequence[InputSpec],
+    model: onnx.ModelProto,
     result: PipelineResult,
     build_dir: Path,
-    model_files: Sequence[str],
+    files: Sequence[str],
 ) -> dict:
     """``build.json``: what ``hwopt.runtime.load`` needs to recreate the session exactly."""
     return {
         "schema": BUILD_SCHEMA,
         "target": build.target,
+        "precision": build.precision_label,
         "model": MODEL_FILE,
-        "files": {name: _sha256(build_dir / name) for name in model_files},
+        "files": {name: file_sha256(build_dir / name) for name in files},
         "providers": build.providers,
         "session_options": build.session_options,
         "inputs": [spec.to_dict() for spec in specs],
         "outputs": [
-            {"name": vi.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(
-                vi.type.tensor_type.elem_type).name}
-            for vi in result.model.graph.output
+            {"name": vi.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type).name}
+            for vi in model.graph.output
         ],
         "pipeline": [
             {"name": r.name, "status": r.status, "rewrites": r.rewrites, "reason": r.reason}
@@ -413,14 +504,6 @@ def _manifest(
         "versions": versions(),
         "host": host_info().to_dict(),
     }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_build_files(build_dir: Path, report: OptimizeReport, manifest: dict | None) -> None:

@@ -9,6 +9,7 @@ complete build.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -25,6 +26,14 @@ from hwopt.errors import OutputError
 INLINE_MODEL_LIMIT = (2 << 30) - (64 << 20)
 MANIFEST = "build.json"
 REPORT_JSON = "report.json"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _umask() -> int:

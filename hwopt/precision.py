@@ -29,7 +29,7 @@ from hwopt.quant.search import PrecisionReport, SearchSettings, choose_precision
 from hwopt.quant.variants import CALIBRATION_METHODS
 from hwopt.session import Providers
 
-PRECISIONS = ("auto", "fp32", "int8")
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
 DEFAULT_GENERATED_SAMPLES = 16
 DEFAULT_HELD_OUT = 4
 

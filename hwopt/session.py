@@ -77,6 +77,22 @@ ORT_ERRORS: tuple[type[Exception], ...] = tuple(
 
 Providers = Sequence[tuple[str, Mapping[str, Any]]]
 
+# Provider options that name files or folders; build.json records them relative to the
+# build folder, and sessions resolve them against it.
+PATH_PROVIDER_OPTIONS = frozenset({"trt_engine_cache_path", "trt_timing_cache_path"})
+
+
+def resolve_provider_paths(providers: Providers, base_dir: Path | None) -> list[tuple[str, dict[str, Any]]]:
+    resolved = []
+    for name, options in providers:
+        options = dict(options)
+        if base_dir is not None:
+            for key in PATH_PROVIDER_OPTIONS & set(options):
+                if not Path(str(options[key])).is_absolute():
+                    options[key] = str(Path(base_dir) / str(options[key]))
+        resolved.append((name, options))
+    return resolved
+
 
 def physical_cores() -> int:
     """Cores to run on: the CPUs this process may use (cgroup/affinity aware where possible)."""
@@ -141,12 +157,15 @@ def create_session(
     model: onnx.ModelProto | bytes | str | Path,
     session_options: Mapping[str, Any] | None = None,
     providers: Providers = (("CPUExecutionProvider", {}),),
+    base_dir: Path | None = None,
 ) -> ort.InferenceSession:
-    """An InferenceSession for a model given as a proto, serialized bytes, or a file path."""
+    """An InferenceSession for a model given as a proto, serialized bytes, or a file path;
+    relative paths in provider options resolve against ``base_dir`` (a build folder)."""
     if isinstance(model, onnx.ModelProto):
         model = model.SerializeToString()
     elif isinstance(model, Path):
         model = str(model)
+    providers = resolve_provider_paths(providers, base_dir)
     so = make_session_options(session_options or {})
     return ort.InferenceSession(
         model,

@@ -90,14 +90,17 @@ def measure_session_memory(
     feeds: Path,
     runs: int = 3,
     timeout: float = 600.0,
+    base_dir: Path | None = None,
 ) -> SessionMemory:
-    """Peak RSS of a session of ``model`` measured in a fresh Python process."""
+    """Peak RSS of a session of ``model`` measured in a fresh Python process; relative paths
+    in provider options resolve against ``base_dir`` (a build folder)."""
     request = {
         "model": str(model),
         "providers": providers,
         "session_options": dict(session_options),
         "feeds": str(feeds),
         "runs": runs,
+        "base_dir": str(base_dir) if base_dir is not None else None,
     }
     try:
         proc = subprocess.run(
@@ -131,6 +134,7 @@ def _probe(request: Mapping[str, Any]) -> dict[str, int]:
         Path(request["model"]),
         request["session_options"],
         [(p["name"], p.get("options", {})) for p in request["providers"]],
+        base_dir=Path(request["base_dir"]) if request.get("base_dir") else None,
     )
     after_load = _peak_rss()
     for _ in range(int(request["runs"])):

@@ -12,10 +12,13 @@ from typing import Any
 
 from hwopt.bench import LatencyStats
 from hwopt.hostinfo import HostInfo
+from hwopt.gates import GateResult
 from hwopt.memory.analysis import MemoryAnalysis
 from hwopt.memory.probe import SessionMemory
 from hwopt.model.inputs import InputSpec
+from hwopt.quant.accuracy import AccuracyResult
 from hwopt.quant.search import PrecisionReport
+from hwopt.targets.base import Check
 from hwopt.model.stats import ModelStats
 from hwopt.passes.pipeline import PassRecord
 from hwopt.report.render import (
@@ -65,6 +68,12 @@ class Accuracy:
     samples: int
     # Per output: how far onnxruntime's own basic optimizations move it (float32 rounding).
     rounding_noise: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Cosine, max abs and top-1 agreement over all check feeds (what --max-accuracy-drop gates).
+    summary: AccuracyResult | None = None
+
+    @property
+    def result(self) -> AccuracyResult:
+        return self.summary
 
     @property
     def max_abs(self) -> float:
@@ -85,8 +94,22 @@ class Accuracy:
             "max_rel": self.max_rel,
             "min_cosine": self.min_cosine,
             "rounding_noise": dict(self.rounding_noise),
+            "top1_agreement": self.summary.top1 if self.summary else None,
             "outputs": [d.to_dict() for d in self.outputs],
         }
+
+
+@dataclasses.dataclass
+class Partition:
+    """Nodes per execution provider in the build's session, and the fallback nodes."""
+
+    nodes: dict[str, int] = dataclasses.field(default_factory=dict)
+    fallback: list[str] = dataclasses.field(default_factory=list)
+    not_measured: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"nodes_per_provider": dict(self.nodes), "fallback_nodes": list(self.fallback),
+                "measured": self.not_measured is None, "not_measured_reason": self.not_measured}
 
 
 @dataclasses.dataclass
@@ -131,6 +154,10 @@ class BuildReport:
     accuracy: Accuracy
     passes: list[PassRecord]
     precision: PrecisionReport | None = None
+    precision_label: str = "fp32"
+    target_notes: list[str] = dataclasses.field(default_factory=list)
+    checks: list[Check] = dataclasses.field(default_factory=list)
+    partition: Partition | None = None
     memory: MemoryReport | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
 
@@ -147,7 +174,11 @@ class BuildReport:
             "latency": self.latency.to_dict(),
             "accuracy": self.accuracy.to_dict(),
             "passes": [r.to_dict() for r in self.passes],
+            "precision_label": self.precision_label,
             "precision": self.precision.to_dict() if self.precision else None,
+            "target_notes": list(self.target_notes),
+            "checks": [c.to_dict() for c in self.checks],
+            "partition": self.partition.to_dict() if self.partition else None,
             "memory": self.memory.to_dict() if self.memory else None,
             "warnings": list(self.warnings),
         }
@@ -174,6 +205,7 @@ class OptimizeReport:
     host: HostInfo
     versions: dict[str, str]
     builds: list[BuildReport]
+    gates: list[GateResult] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -186,12 +218,14 @@ class OptimizeReport:
             "inputs": [spec.to_dict() for spec in self.inputs],
             "feeds": {"source": self.feeds_source},
             "builds": [b.to_dict() for b in self.builds],
+            "gates": [g.to_dict() for g in self.gates],
             "warnings": list(self.warnings),
         }
 
     def for_target(self, target: str) -> OptimizeReport:
         """The report restricted to one target's build (what that build folder carries)."""
-        return dataclasses.replace(self, builds=[b for b in self.builds if b.target == target])
+        return dataclasses.replace(self, builds=[b for b in self.builds if b.target == target],
+                                   gates=[g for g in self.gates if g.target == target])
 
     def document(self, explain: bool = False) -> Document:
         doc = Document(heading=f"hwopt optimize {self.model.path}")
@@ -200,12 +234,41 @@ class OptimizeReport:
         doc.facts.append(
             ("host", f"{self.host.cpu} ({self.host.cores} cores; {', '.join(self.host.isa) or 'no ISA flags read'})")
         )
+        if len(self.builds) > 1:
+            doc.tables.append(_comparison_table(self.builds))
         for build in self.builds:
-            doc.facts.append((f"build [{build.target}]", build.build_dir))
+            doc.facts.append((f"build [{build.target}]", f"{build.build_dir} ({build.precision_label})"))
             doc.tables += _build_tables(build, explain)
             doc.warnings += [f"[{build.target}] {w}" for w in build.warnings]
+        if self.gates:
+            doc.tables.append(Table(
+                title="CI gates",
+                columns=("target", "gate", "result", "detail"),
+                rows=[(g.target, g.gate, "passed" if g.passed else "FAILED", g.detail) for g in self.gates],
+            ))
         doc.warnings += self.warnings
         return doc
+
+
+def _comparison_table(builds: list[BuildReport]) -> Table:
+    rows = []
+    for b in builds:
+        lat = b.latency
+        rows.append((
+            b.target, "yes" if b.available else "no", b.precision_label, str(b.optimized.nodes),
+            fmt_bytes(b.optimized.serialized_bytes),
+            fmt_ms(lat.optimized.p50_ms) if lat.optimized else "not measured here",
+            fmt_ratio(lat.speedup), fmt_error(b.accuracy.max_rel), f"{b.accuracy.min_cosine:.5f}",
+            f"{sum(c.passed for c in b.checks)}/{len(b.checks)}" if b.checks else "-",
+        ))
+    return Table(
+        title="Targets compared",
+        columns=("target", "runs here", "precision", "nodes", "size", "p50 ms", "speed-up", "max rel", "cosine", "checks"),
+        numeric=("nodes", "size", "p50 ms", "speed-up", "max rel", "cosine"),
+        rows=rows,
+        notes=["speed-up and latency only where the target's provider runs on this host; every target's "
+               "outputs are compared with the original on the CPU provider"],
+    )
 
 
 def _describe_input(spec: InputSpec) -> str:
@@ -234,6 +297,9 @@ def _build_tables(build: BuildReport, explain: bool) -> list[Table]:
         ],
     )
     tables = [model, _latency_table(build), _accuracy_table(build)]
+    target_table = _target_table(build)
+    if target_table is not None:
+        tables.append(target_table)
     if build.precision is not None:
         tables.append(_precision_table(build.target, build.precision, build.original.serialized_bytes))
     if build.memory is not None:
@@ -285,6 +351,22 @@ def _accuracy_table(build: BuildReport) -> Table:
         notes=["max rel = largest absolute difference / largest magnitude of that output; "
                "ORT rounding noise = how far onnxruntime's own basic optimizations move it"],
     )
+
+
+def _target_table(build: BuildReport) -> Table | None:
+    rows = [("note", n) for n in build.target_notes]
+    rows += [(f"check: {c.name}", f"{'passed' if c.passed else 'FAILED'}: {c.detail}") for c in build.checks]
+    part = build.partition
+    if part is not None:
+        if part.not_measured:
+            rows.append(("nodes per provider", f"not measured here: {part.not_measured}"))
+        else:
+            rows.append(("nodes per provider", ", ".join(f"{ep} {n}" for ep, n in part.nodes.items())))
+            rows.append(("fallback nodes", ", ".join(part.fallback[:10]) + (" ..." if len(part.fallback) > 10 else "")
+                         if part.fallback else "none"))
+    if not rows:
+        return None
+    return Table(title=f"[{build.target}] Target", columns=("", "detail"), rows=rows)
 
 
 def _precision_table(target: str, precision: PrecisionReport, fp32_bytes: int) -> Table:

@@ -1,17 +1,24 @@
 """What a deployment target is: execution providers, session options, a default pipeline,
-and an honest answer to "can it run here?".
+the target-specific last step of a build, and an honest answer to "can it run here?".
 
 A target is declarative: the build directory records exactly these settings, and
-``hwopt.runtime.load`` rebuilds the session from that record.
+``hwopt.runtime.load`` rebuilds the session from that record. Paths in provider options
+(TensorRT's engine and timing caches, its calibration table) are relative to the build
+folder and resolved when the session is created.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+import onnx
+
+from hwopt.model.inputs import InputSpec
 from hwopt.session import Providers, default_session_options
 
 
@@ -26,6 +33,42 @@ class Availability:
         return {"available": self.available, "reason": self.reason}
 
 
+@dataclasses.dataclass
+class BuildContext:
+    """What a target's last build step may use."""
+
+    build_dir: Path
+    specs: Sequence[InputSpec]
+    feeds: Sequence[Mapping[str, np.ndarray]]  # the check feeds
+    references: Sequence[Mapping[str, np.ndarray]]  # the original model's outputs on them
+    precision: str  # the precision asked for: "auto", "fp32", "fp16" or "int8"
+    calibration: Any = None  # a SampleSet when INT8 calibration data was gathered
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the target's options
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One check of a build that did not need the target's hardware."""
+
+    name: str
+    passed: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class TargetBuild:
+    """The model a target ships, the files it added to the build folder, and its checks."""
+
+    model: onnx.ModelProto
+    precision: str
+    files: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+    checks: list[Check] = dataclasses.field(default_factory=list)
+
+
 class Target(abc.ABC):
     """Base class of the targets in the registry."""
 
@@ -36,6 +79,19 @@ class Target(abc.ABC):
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     # Options the target gives its passes; a config file's [passes.<name>] tables override them.
     pass_options: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    # Target options (``--target-option cuda.cuda_graph=true``) with their defaults.
+    option_defaults: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(self, options: Mapping[str, Any] | None = None):
+        given = dict(options or {})
+        unknown = sorted(set(given) - set(self.option_defaults))
+        if unknown:
+            from hwopt.errors import UsageError
+
+            known = ", ".join(self.option_defaults) or "none"
+            raise UsageError(f"target {self.name}: unknown option(s) {', '.join(unknown)}; known: {known}")
+        self.options = {**self.option_defaults, **given}
+        self.alias_note = ""  # set when an alias ("gpu") resolved to this target
 
     @abc.abstractmethod
     def providers(self) -> Providers:
@@ -48,6 +104,11 @@ class Target(abc.ABC):
     def availability(self) -> Availability:
         """Whether this host can run the target's providers."""
 
+    def finalize(self, model: onnx.ModelProto, ctx: BuildContext) -> TargetBuild:
+        """The target's last build step after the graph passes (FP16 conversion, TensorRT's
+        calibration table ...); the default ships the model as it is."""
+        return TargetBuild(model=model, precision="fp32")
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -55,5 +116,8 @@ class Target(abc.ABC):
             "providers": [{"name": n, "options": dict(o)} for n, o in self.providers()],
             "session_options": self.session_options(),
             "default_passes": list(self.default_passes),
+            "precisions": list(self.precisions),
+            "options": dict(self.options),
+            "alias_note": self.alias_note,
             "availability": self.availability().to_dict(),
         }

@@ -2,43 +2,47 @@
 
 from __future__ import annotations
 
-import onnxruntime as ort
-
 from typing import Any
+
+import onnxruntime as ort
 
 from hwopt.session import Providers, default_session_options
 from hwopt.targets.base import Availability, Target
 
 
+# Clean-up first (so fusions see plain graphs), then the fusions, then clean-up again for what
+# the fusions left. fold_constants runs twice: removing no-ops and shape chains exposes more
+# constant subgraphs (in If bodies especially: silero VAD 180 -> 116 nodes). The GPU targets
+# run the same graph passes.
+CPU_PASSES = (
+    "upgrade_opset",
+    "simplify",
+    "fold_constants",
+    "eliminate_dead_code",
+    "deduplicate_constants",
+    "remove_noops",
+    "simplify_shape_ops",
+    "fold_constants",
+    "fold_pad",
+    # Before fold_batchnorm: folding a shift into a ConvTranspose's bias can bring a
+    # BatchNorm next to it (PP-OCRv4 det).
+    "fold_scale_shift",
+    "fold_batchnorm",
+    "matmul_add_to_gemm",
+    "fuse_activations",
+    "fuse_layernorm",
+    "eliminate_common_subexpressions",
+    "remove_noops",
+    "eliminate_dead_code",
+    "localize_initializers",
+    "reorder",
+)
+
+
 class CpuTarget(Target):
     name = "cpu"
     description = "ONNX Runtime CPU execution provider (MLAS kernels)"
-    # Clean-up first (so fusions see plain graphs), then the fusions, then clean-up again for
-    # what the fusions left. fold_constants runs twice: removing no-ops and shape chains
-    # exposes more constant subgraphs (in If bodies especially: silero VAD 180 -> 116 nodes).
-    default_passes = (
-        "upgrade_opset",
-        "simplify",
-        "fold_constants",
-        "eliminate_dead_code",
-        "deduplicate_constants",
-        "remove_noops",
-        "simplify_shape_ops",
-        "fold_constants",
-        "fold_pad",
-        # Before fold_batchnorm: folding a shift into a ConvTranspose's bias can bring a
-        # BatchNorm next to it (PP-OCRv4 det).
-        "fold_scale_shift",
-        "fold_batchnorm",
-        "matmul_add_to_gemm",
-        "fuse_activations",
-        "fuse_layernorm",
-        "eliminate_common_subexpressions",
-        "remove_noops",
-        "eliminate_dead_code",
-        "localize_initializers",
-        "reorder",
-    )
+    default_passes = CPU_PASSES
     # onnxsim's own optimizer is off: hwopt's passes do the fusions (see passes/simplify.py).
     pass_options = {"simplify": {"optimize": False}}
     precisions = ("fp32", "int8")
