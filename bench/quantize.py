@@ -22,7 +22,6 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
 import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -62,20 +61,25 @@ def ort_baselines(path: Path, calib, workdir: Path) -> dict[str, Path]:
     from onnxruntime.quantization import quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from hwopt.quant.variants import inside
+
     pre = workdir / "pre.onnx"
-    try:
-        quant_pre_process(str(path), str(pre), skip_symbolic_shape=False)
-    except Exception:  # noqa: BLE001 - symbolic shape inference asserts on some graphs
-        quant_pre_process(str(path), str(pre), skip_symbolic_shape=True)
+    with inside(workdir):  # ORT leaves temporary models in the working directory on failure
+        try:
+            quant_pre_process(str(path), str(pre), skip_symbolic_shape=False)
+        except Exception:  # noqa: BLE001 - symbolic shape inference asserts on some graphs
+            quant_pre_process(str(path), str(pre), skip_symbolic_shape=True)
     out = {}
     static, dynamic = workdir / "ort_static.onnx", workdir / "ort_dynamic.onnx"
     try:
-        quantize_static(str(pre), str(static), SampleReader(calib))  # ORT's defaults
+        with inside(workdir):
+            quantize_static(str(pre), str(static), SampleReader(calib))  # ORT's defaults
         out["ort_static"] = static
     except Exception as exc:  # noqa: BLE001 - reported in the table
         print(f"  quantize_static failed: {exc}")
     try:
-        quantize_dynamic(str(pre), str(dynamic))
+        with inside(workdir):
+            quantize_dynamic(str(pre), str(dynamic))
         out["ort_dynamic"] = dynamic
     except Exception as exc:  # noqa: BLE001
         print(f"  quantize_dynamic failed: {exc}")

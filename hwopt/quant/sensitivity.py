@@ -22,15 +22,17 @@ from onnxruntime.quantization.qdq_loss_debug import (
 )
 
 from hwopt.quant.calibration import SampleReader, SampleSet
+from hwopt.quant.variants import inside
 
 
 def tensor_sqnr(float_model: Path, qdq_model: Path, samples: SampleSet, workdir: Path) -> dict[str, float]:
     """SQNR (dB) of each activation of ``qdq_model`` against the float model's."""
     float_aug, qdq_aug = workdir / "float_debug.onnx", workdir / "qdq_debug.onnx"
-    modify_model_output_intermediate_tensors(str(float_model), str(float_aug))
-    modify_model_output_intermediate_tensors(str(qdq_model), str(qdq_aug))
-    float_acts = collect_activations(str(float_aug), SampleReader(samples))
-    qdq_acts = collect_activations(str(qdq_aug), SampleReader(samples))
+    with inside(workdir):
+        modify_model_output_intermediate_tensors(str(float_model), str(float_aug))
+        modify_model_output_intermediate_tensors(str(qdq_model), str(qdq_aug))
+        float_acts = collect_activations(str(float_aug), SampleReader(samples))
+        qdq_acts = collect_activations(str(qdq_aug), SampleReader(samples))
     errors = compute_activation_error(create_activation_matching(qdq_acts, float_acts))
     return {name: err["xmodel_err"] for name, err in errors.items() if "xmodel_err" in err}
 

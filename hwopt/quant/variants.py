@@ -15,9 +15,11 @@ sample with all intermediate tensors as outputs; quantizing from cached ranges i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import onnx
@@ -94,10 +96,9 @@ class Quantizer:
         self.float_path = workdir / "float.onnx"
         self.prepared = workdir / "prepared.onnx"
         onnx.save(name_nodes(_copy(model)), str(self.float_path))
-        try:
-            quant_pre_process(str(self.float_path), str(self.prepared), skip_symbolic_shape=False)
-        except Exception as exc:  # noqa: BLE001 - symbolic inference asserts on some graphs; retried without it
-            log.info("quant_pre_process with symbolic shapes failed (%s); retrying without", one_line(exc))
+        # Symbolic shape inference is skipped: hwopt's passes already resolved what it would,
+        # and when it fails onnxruntime leaves its temporary model in the working directory.
+        with inside(workdir):
             quant_pre_process(str(self.float_path), str(self.prepared), skip_symbolic_shape=True)
         self._count = 0
 
@@ -107,21 +108,22 @@ class Quantizer:
         out = self.workdir / f"variant_{self._count}.onnx"
         extra = {"CalibPercentile": _PERCENTILE} if config.calibration == "percentile" else {}
         try:
-            quantize_static(
-                str(self.prepared),
-                str(out),
-                SampleReader(self.calibration),
-                quant_format=QuantFormat.QDQ if config.fmt == "qdq" else QuantFormat.QOperator,
-                per_channel=config.per_channel,
-                reduce_range=config.reduce_range,
-                activation_type=_TYPES[config.activations],
-                weight_type=_TYPES[config.weights],
-                nodes_to_exclude=list(config.exclude),
-                op_types_to_quantize=list(config.op_types) if config.op_types is not None else None,
-                calibrate_method=_METHODS[config.calibration],
-                extra_options=extra,
-                calibration_cache_path=self.workdir / f"calibration_{config.calibration}.json",
-            )
+            with inside(self.workdir):
+                quantize_static(
+                    str(self.prepared),
+                    str(out),
+                    SampleReader(self.calibration),
+                    quant_format=QuantFormat.QDQ if config.fmt == "qdq" else QuantFormat.QOperator,
+                    per_channel=config.per_channel,
+                    reduce_range=config.reduce_range,
+                    activation_type=_TYPES[config.activations],
+                    weight_type=_TYPES[config.weights],
+                    nodes_to_exclude=list(config.exclude),
+                    op_types_to_quantize=list(config.op_types) if config.op_types is not None else None,
+                    calibrate_method=_METHODS[config.calibration],
+                    extra_options=extra,
+                    calibration_cache_path=self.workdir / f"calibration_{config.calibration}.json",
+                )
         except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises anything; reported per variant
             raise QuantizationFailed(f"{type(exc).__name__}: {one_line(exc)}") from exc
         return out
@@ -129,6 +131,18 @@ class Quantizer:
     def node_names(self, op_types: Sequence[str] | None = None) -> list[str]:
         model = onnx.load(str(self.prepared), load_external_data=False)
         return [n.name for n in model.graph.node if op_types is None or n.op_type in op_types]
+
+
+@contextlib.contextmanager
+def inside(folder: Path) -> Iterator[None]:
+    """Run with ``folder`` as the working directory: onnxruntime's quantization tools write
+    temporary files relative to it, and hwopt writes nowhere but its output and temp folders."""
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -45,17 +45,19 @@ def write_trt_calibration_table(model: onnx.ModelProto, samples, folder: Path) -
     from onnxruntime.quantization.quant_utils import write_calibration_table
 
     from hwopt.quant.calibration import SampleReader
+    from hwopt.quant.variants import inside
 
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hwopt-trt-calib-") as tmp:
         source = Path(tmp) / "model.onnx"
         onnx.save(model, str(source))
-        calibrator = create_calibrator(
-            source, [], augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-            calibrate_method=CalibrationMethod.MinMax,
-        )
-        calibrator.collect_data(SampleReader(samples))
-        ranges = calibrator.compute_data()
+        with inside(Path(tmp)):
+            calibrator = create_calibrator(
+                source, [], augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+            calibrator.collect_data(SampleReader(samples))
+            ranges = calibrator.compute_data()
     write_calibration_table(ranges.data, dir=str(folder))
     return folder / CALIBRATION_TABLE
 
