@@ -87,7 +87,7 @@ class LatencyStats:
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
-        data["throughput_per_s"] = self.throughput
+        data["throughput_per_s"] = self.throughput if self.p50_ms > 0 else None
         data["cv"] = self.cv
         data["noisy"] = self.noisy
         return data

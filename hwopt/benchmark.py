@@ -26,7 +26,6 @@ import collections
 import dataclasses
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,13 @@ import onnx
 import onnxruntime as ort
 from onnx import helper
 
-from hwopt.bench import BenchConfig, LatencyStats, Runner, bench_session_options, measure_latency
+from hwopt.bench import (
+    BenchConfig,
+    LatencyStats,
+    Runner,
+    bench_session_options,
+    measure_latency,
+)
 from hwopt.errors import InputSpecError, ModelLoadError, UsageError, one_line
 from hwopt.hostinfo import HostInfo, host_info
 from hwopt.memory.probe import MeasurementFailed, SessionMemory, measure_session_memory
@@ -46,9 +51,12 @@ from hwopt.model.inputs import (
     graph_inputs,
     load_feeds,
     resolve_input_specs,
+    save_npz,
     specs_from_feeds,
 )
 from hwopt.model.load import load_model
+from hwopt.optimize import versions
+from hwopt.partition import RECORD_ASSIGNMENT, fallback_nodes, provider_assignment
 from hwopt.report.render import Document, Table, fmt_bytes, fmt_ms, fmt_ratio
 from hwopt.runtime import read_build
 from hwopt.session import (
@@ -65,10 +73,10 @@ from hwopt.targets.providers import provider_availability
 SCHEMA = "hwopt.bench/1"
 
 # onnxruntime records which provider got each node only when asked to, and
-# get_provider_graph_assignment_info() refuses otherwise. Recording costs nothing per run,
-# so the timed session itself is created with it rather than a second session per variant
-# (a TensorRT session can take minutes to build).
-RECORD_ASSIGNMENT = {"session.record_ep_graph_assignment_info": "1"}
+# get_provider_graph_assignment_info() (hwopt.partition.provider_assignment) refuses
+# otherwise. Recording costs nothing per run, so the timed session itself is
+# created with it rather than a second session per variant (a TensorRT session can take
+# minutes to build).
 
 # Providers whose tensors live in device memory, by the OrtValue device name. session.run with
 # numpy feeds copies every input to the device and every output back on each run; IO binding
@@ -265,15 +273,46 @@ class BenchReport:
             "warnings": list(self.warnings),
         }
 
+    def findings(self) -> list[str]:
+        """Warnings read off the results: what a reader must know before trusting a number."""
+        warnings = []
+        for v in self.variants:
+            if not v.available:
+                warnings.append(f"{v.label}: not measured here: {v.availability_reason}")
+                continue
+            fallback = v.fallback_nodes
+            if fallback:
+                shown = ", ".join(fallback[:FALLBACK_SHOWN]) + (f" (+{len(fallback) - FALLBACK_SHOWN} more)"
+                                                               if len(fallback) > FALLBACK_SHOWN else "")
+                warnings.append(f"{v.label}: {len(fallback)} node(s) fell back from {v.first_provider}: {shown}")
+            if v.assignment_reason:
+                warnings.append(f"{v.label}: provider assignment not recorded: {v.assignment_reason}")
+            if v.threads and v.threads > physical_cores():
+                warnings.append(f"{v.label}: runs {v.threads} intra-op threads on {physical_cores()} usable cores: "
+                                "oversubscribed; pass --threads to compare on this host")
+        measured = [v for v in self.variants if v.available]
+        if self.options.threads is None and len({v.threads for v in measured}) > 1:
+            warnings.append("the variants run with different intra-op thread counts ("
+                            + ", ".join(f"{v.label} {v.threads or 'onnxruntime choice'}" for v in measured)
+                            + "): pass --threads to compare like with like")
+        for batch in self.batches:
+            for run in batch.runs:
+                if run.stats is not None and run.stats.noisy:
+                    warnings.append(f"{run.variant}: batch {batch.batch}: run-to-run variation {run.stats.cv:.0%} of "
+                                    "the mean: treat its numbers and ratio with care")
+                elif run.stats is None and self.variant(run.variant).available:
+                    warnings.append(f"{run.variant}: batch {batch.batch}: not measured: {run.not_measured}")
+                if run.stats is not None and run.memory is None and run.memory_not_measured:
+                    warnings.append(f"{run.variant}: batch {batch.batch}: peak RSS not measured: {run.memory_not_measured}")
+        return warnings
+
     def document(self) -> Document:
         doc = Document(heading="hwopt bench " + " ".join(v.label for v in self.variants))
         for v in self.variants:
             doc.facts.append((v.label, _describe_variant(v)))
         doc.facts.append(("feeds", self.feeds_source))
-        doc.facts.append(
-            ("host", f"{self.host.cpu} ({self.host.cores} cores; {', '.join(self.host.isa) or 'no ISA flags read'}); "
-                     f"onnxruntime {self.host.onnxruntime}")
-        )
+        isa = ", ".join(self.host.isa) or "no ISA flags read"
+        doc.facts.append(("host", f"{self.host.cpu} ({self.host.cores} cores; {isa}); onnxruntime {self.host.onnxruntime}"))
         doc.tables = [self._batch_table(b) for b in self.batches]
         doc.warnings = list(self.warnings)
         return doc
@@ -285,7 +324,7 @@ class BenchReport:
                       else "not measured" if run.memory_not_measured is not None else "-")
             s = run.stats
             if s is None:
-                rows.append((run.variant, f"not measured here: {run.not_measured}", "", "", "", "", "", "", "", memory))
+                rows.append((run.variant, "not measured here", "", "", "", "", "", "", "", memory))
                 continue
             rows.append((run.variant, fmt_ms(s.p50_ms), fmt_ms(s.p90_ms), fmt_ms(s.p99_ms), fmt_ms(s.mean_ms),
                          fmt_ms(s.std_ms), str(s.runs), _fmt_throughput(s.throughput), fmt_ratio(run.ratio), memory))
@@ -300,7 +339,8 @@ class BenchReport:
 
     def _batch_notes(self, batch: BatchResult) -> list[str]:
         measured = [self.variant(r.variant) for r in batch.runs if r.stats is not None]
-        notes = ["inputs: " + ("; ".join(_describe_input(s) for s in batch.inputs) or "none")]
+        notes = [f"{r.variant}: not measured here: {r.not_measured}" for r in batch.runs if r.stats is None]
+        notes.append("inputs: " + ("; ".join(_describe_input(s) for s in batch.inputs) or "none"))
         if not measured:
             return notes
         notes.append(
@@ -325,7 +365,7 @@ class BenchReport:
 
 def _describe_variant(v: VariantInfo) -> str:
     parts = [v.path, " > ".join(p["name"] for p in v.providers)]
-    parts.append(f"{v.threads} intra-op threads" if v.threads else "intra-op threads: onnxruntime's choice")
+    parts.append(f"intra-op threads: {v.threads or 'onnxruntime choice'}")
     if v.io_binding:
         parts.append("IO binding")
     if v.assignment is not None:
@@ -355,27 +395,6 @@ def _fmt_throughput(items_per_s: float) -> str:
     return f"{items_per_s:.1f}" if items_per_s < 100 else f"{items_per_s:,.0f}"
 
 
-# --- provider assignment -------------------------------------------------------------------
-
-
-def provider_assignment(session: Any) -> dict[str, list[str]]:
-    """The nodes each execution provider got in ``session``, by provider name, in the order
-    onnxruntime partitioned them. The session must have been created with the config entry
-    ``RECORD_ASSIGNMENT`` (onnxruntime raises otherwise). An unnamed node is listed by its
-    operator, as ``<domain:op_type>``."""
-    assignment: dict[str, list[str]] = {}
-    for subgraph in session.get_provider_graph_assignment_info():
-        nodes = assignment.setdefault(subgraph.ep_name, [])
-        for node in subgraph.get_nodes():
-            nodes.append(node.name or f"<{node.domain + ':' if node.domain else ''}{node.op_type}>")
-    return assignment
-
-
-def fallback_nodes(assignment: Mapping[str, Sequence[str]], provider: str) -> list[str]:
-    """The nodes of an assignment that did not go to ``provider`` (the one the session is for)."""
-    return [node for ep, nodes in assignment.items() if ep != provider for node in nodes]
-
-
 # --- runners -------------------------------------------------------------------------------
 
 
@@ -398,8 +417,8 @@ class BoundRunner:
 
     The outputs are bound to the device; after the first run the buffers onnxruntime
     allocated are bound back as the outputs, so later runs write into the same memory: no
-    allocation in the timed loop, and the fixed addresses CUDA graphs need
-    (``enable_cuda_graph``/``trt_cuda_graph_enable``) when a session replays one.
+    allocation in the timed loop, and fixed output addresses, which a session that replays a
+    CUDA graph (``enable_cuda_graph``, ``trt_cuda_graph_enable``) relies on.
     """
 
     def __init__(self, session: Any, feeds: Mapping[str, np.ndarray], device: str, device_id: int,
@@ -530,13 +549,9 @@ def _availability(providers: Sequence[tuple[str, Any]]) -> Availability:
     if not providers:
         return Availability(False, "no execution provider recorded")
     built_in = set(ort.get_available_providers())
-    # provider_availability starts a probe session with CPU fallback disabled, which
-    # onnxruntime (1.32) refuses for the CPU provider itself ("Conflicting session
-    # configuration"); the CPU provider needs no probe: compiled in means it runs.
-    if providers[0][0] != "CPUExecutionProvider":
-        first = provider_availability(providers[0][0])
-        if not first.available:
-            return first
+    first = provider_availability(providers[0][0])
+    if not first.available:
+        return first
     missing = [name for name, _ in providers if name not in built_in]
     if missing:
         return Availability(False, f"{', '.join(missing)} not in this onnxruntime build")
@@ -707,9 +722,11 @@ def _feed_sets(inputs: Sequence[_Input], options: BenchOptions, warnings: list[s
         batch_plan, batch_source = [batch], "fixed by the model"
     else:
         batch_plan, batch_source = requested, "--batch"
-        # The leading dimension of a batched input comes from --batch, whatever --input-shape says.
+        # The leading dimension of a batched input comes from --batch, whatever --input-shape
+        # says: a model with other symbolic dimensions needs --input-shape for those, and the
+        # batch written there is a placeholder unless it is not one of the batch sizes.
         overridden = [name for name, shape in options.input_shapes.items()
-                      if name in {i.name for i in batched} and len(shape) > 0 and requested != [int(shape[0])]]
+                      if name in {i.name for i in batched} and len(shape) > 0 and int(shape[0]) not in requested]
         if overridden:
             warnings.append(f"--input-shape {', '.join(overridden)}: the leading (batch) dimension given is "
                             "replaced by each --batch size")
@@ -741,7 +758,7 @@ def benchmark(paths: Sequence[Path], options: BenchOptions) -> BenchReport:
         raise UsageError("hwopt bench: give at least one model file or build folder")
     variants = [_open_variant(Path(p), options) for p in paths]
     _disambiguate(variants)
-    warnings = [f"[{v.label}] {w}" for v in variants for w in v.warnings]
+    warnings = [f"{v.label}: {w}" for v in variants for w in v.warnings]
     inputs = _common_inputs(variants, options.input_shapes)
     feed_sets, feeds_source = _feed_sets(inputs, options, warnings)
 
@@ -759,9 +776,9 @@ def benchmark(paths: Sequence[Path], options: BenchOptions) -> BenchReport:
         options=options,
         feeds_source=feeds_source,
         host=host_info(),
-        versions=_versions(),
+        versions=versions(),
     )
-    report.warnings = warnings + _findings(report)
+    report.warnings = warnings + report.findings()
     return report
 
 
@@ -793,7 +810,7 @@ def _measure_memory(variants: Sequence[_Variant], feed_sets: Sequence[_FeedSet],
     with tempfile.TemporaryDirectory(prefix="hwopt-bench-") as tmp:
         for feed_set, batch in zip(feed_sets, batches):
             feeds_path = Path(tmp) / f"feeds-batch{feed_set.batch}.npz"
-            np.savez(feeds_path, **feed_set.feeds)
+            save_npz(feeds_path, feed_set.feeds)
             for v in variants:
                 run = batch.run_of(v.label)
                 if run.stats is None:
@@ -810,54 +827,15 @@ def _measure_memory(variants: Sequence[_Variant], feed_sets: Sequence[_FeedSet],
                     run.memory_not_measured = str(exc)
 
 
-def _findings(report: BenchReport) -> list[str]:
-    """Warnings read off the results: what a reader must know before trusting a number."""
-    warnings = []
-    for v in report.variants:
-        if not v.available:
-            warnings.append(f"[{v.label}] not measured here: {v.availability_reason}")
-            continue
-        fallback = v.fallback_nodes
-        if fallback:
-            shown = ", ".join(fallback[:FALLBACK_SHOWN]) + (f" (+{len(fallback) - FALLBACK_SHOWN} more)"
-                                                           if len(fallback) > FALLBACK_SHOWN else "")
-            warnings.append(f"[{v.label}] {len(fallback)} node(s) fell back from {v.first_provider}: {shown}")
-        if v.assignment_reason:
-            warnings.append(f"[{v.label}] provider assignment not recorded: {v.assignment_reason}")
-        if v.threads and v.threads > physical_cores():
-            warnings.append(f"[{v.label}] runs {v.threads} intra-op threads on {physical_cores()} usable cores: "
-                            "oversubscribed; pass --threads to compare on this host")
-    measured = [v for v in report.variants if v.available]
-    if report.options.threads is None and len({v.threads for v in measured}) > 1:
-        warnings.append("the variants run with different intra-op thread counts ("
-                        + ", ".join(f"{v.label} {v.threads or 'onnxruntime choice'}" for v in measured)
-                        + "): pass --threads to compare like with like")
-    for batch in report.batches:
-        for run in batch.runs:
-            if run.stats is not None and run.stats.noisy:
-                warnings.append(f"[{run.variant}] batch {batch.batch}: run-to-run variation {run.stats.cv:.0%} of "
-                                "the mean: treat its numbers and ratio with care")
-            elif run.stats is None and report.variant(run.variant).available:
-                warnings.append(f"[{run.variant}] batch {batch.batch}: not measured: {run.not_measured}")
-            if run.stats is not None and run.memory is None and run.memory_not_measured:
-                warnings.append(f"[{run.variant}] batch {batch.batch}: peak RSS not measured: {run.memory_not_measured}")
-    return warnings
-
-
-def _versions() -> dict[str, str]:
-    # The same list hwopt.optimize records; not imported from there because hwopt.optimize
-    # reuses provider_assignment from this module.
-    out = {}
-    for dist in ("hwopt", "onnx", "onnxruntime", "onnxruntime-gpu", "numpy"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
-
-
 __all__ = [
-    "BatchResult", "BenchOptions", "BenchReport", "BoundRunner", "RECORD_ASSIGNMENT", "SCHEMA",
-    "VariantInfo", "VariantRun", "benchmark", "fallback_nodes", "make_runner", "provider_assignment",
+    "SCHEMA",
+    "BatchResult",
+    "BenchOptions",
+    "BenchReport",
+    "BoundRunner",
+    "VariantInfo",
+    "VariantRun",
+    "benchmark",
+    "make_runner",
     "session_device",
 ]

@@ -18,7 +18,7 @@ import tempfile
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -41,7 +41,7 @@ app = typer.Typer(
 
 # Options shared by several commands, defined once.
 InputShapeOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option(
         "--input-shape",
         "-s",
@@ -54,32 +54,48 @@ JsonOpt = Annotated[
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 CalibOpt = Annotated[
-    Optional[Path],
-    typer.Option("--calib", help="Calibration data: a folder of .npy/.npz (one sample each) or images, or one stacked .npz."),
+    Path | None,
+    typer.Option(
+        "--calib",
+        help="Calibration data: a folder of .npy/.npz (one sample each) or images, or one stacked .npz.",
+    ),
 ]
 CalibSamplesOpt = Annotated[
-    Optional[int], typer.Option("--calib-samples", min=1, help="Calibration samples to use (default: all, or 16 generated).")
+    int | None,
+    typer.Option("--calib-samples", min=1, help="Calibration samples to use (default: all, or 16 generated)."),
 ]
 CalibMethodOpt = Annotated[
-    Optional[str], typer.Option("--calib-method", help="minmax | entropy | percentile (default: minmax, others tried on failure).")
+    str | None,
+    typer.Option("--calib-method", help="minmax | entropy | percentile (default: minmax, others tried on failure)."),
 ]
 TargetOptionOpt = Annotated[
-    Optional[list[str]],
-    typer.Option("--target-option", metavar="TARGET.KEY=VALUE", help="A target option, e.g. cuda.cuda_graph=true (repeatable)."),
+    list[str] | None,
+    typer.Option(
+        "--target-option", metavar="TARGET.KEY=VALUE", help="A target option, e.g. cuda.cuda_graph=true (repeatable)."
+    ),
 ]
 RequireTargetOpt = Annotated[
     bool, typer.Option("--require-target", help="Exit 4 when a target's provider cannot run on this host.")
 ]
 NoFallbackOpt = Annotated[
-    bool, typer.Option("--no-fallback", help="Fail (exit 3) when nodes would run on a provider other than the target's.")
+    bool,
+    typer.Option("--no-fallback", help="Fail (exit 3) when nodes would run on a provider other than the target's."),
 ]
-MaxLatencyOpt = Annotated[Optional[float], typer.Option("--max-latency-ms", help="Gate: build p50 latency at most this.")]
-MinSpeedupOpt = Annotated[Optional[float], typer.Option("--min-speedup", help="Gate: original p50 / build p50 at least this.")]
-MaxSizeOpt = Annotated[Optional[float], typer.Option("--max-size-mb", help="Gate: build model size at most this.")]
-MaxMemoryOpt = Annotated[Optional[float], typer.Option("--max-memory-mb", help="Gate: measured session peak RSS at most this.")]
+MaxLatencyOpt = Annotated[float | None, typer.Option("--max-latency-ms", help="Gate: build p50 latency at most this.")]
+MinSpeedupOpt = Annotated[
+    float | None, typer.Option("--min-speedup", help="Gate: original p50 / build p50 at least this.")
+]
+MaxSizeOpt = Annotated[float | None, typer.Option("--max-size-mb", help="Gate: build model size at most this.")]
+MaxMemoryOpt = Annotated[
+    float | None, typer.Option("--max-memory-mb", help="Gate: measured session peak RSS at most this.")
+]
 AccuracyOpt = Annotated[
-    Optional[str],
-    typer.Option("--max-accuracy-drop", help="INT8 budget: a number d (cosine and top-1 >= 1-d) or cosine=..,top1=..,abs=.. (default cosine=0.99,top1=0.99)."),
+    str | None,
+    typer.Option(
+        "--max-accuracy-drop",
+        help="INT8 budget: a number d (cosine and top-1 >= 1-d) or cosine=..,top1=..,abs=.. "
+        "(default cosine=0.99,top1=0.99).",
+    ),
 ]
 
 
@@ -178,38 +194,38 @@ def _split_csv(value: str | None) -> list[str] | None:
 def optimize(
     model: Annotated[Path, typer.Argument(help="The ONNX model to optimize (never modified).")],
     target: Annotated[
-        Optional[str], typer.Option("--target", "-t", help="Target(s), comma-separated (default cpu).")
+        str | None, typer.Option("--target", "-t", help="Target(s), comma-separated (default cpu).")
     ] = None,
     output: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--output", "-o", help="Build folder (default: ./<model>.hwopt)."),
     ] = None,
     config: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--config", "-c", help="TOML config (see configs/); flags given here win."),
     ] = None,
     input_shape: InputShapeOpt = None,
     inputs: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--inputs", help="Feeds for checks and benchmarks: .npz (one array per input) or .npy."),
     ] = None,
     passes: Annotated[
-        Optional[str], typer.Option("--passes", help="Run exactly these passes, comma-separated.")
+        str | None, typer.Option("--passes", help="Run exactly these passes, comma-separated.")
     ] = None,
     skip_pass: Annotated[
-        Optional[list[str]], typer.Option("--skip-pass", help="Leave this pass out (repeatable).")
+        list[str] | None, typer.Option("--skip-pass", help="Leave this pass out (repeatable).")
     ] = None,
     strict: Annotated[
-        Optional[bool], typer.Option("--strict", help="Exit 3 when any pass fails verification.")
+        bool | None, typer.Option("--strict", help="Exit 3 when any pass fails verification.")
     ] = None,
     bench: Annotated[
-        Optional[bool], typer.Option("--bench/--no-bench", help="Measure latency of original and build.")
+        bool | None, typer.Option("--bench/--no-bench", help="Measure latency of original and build.")
     ] = None,
     bench_seconds: Annotated[
-        Optional[float], typer.Option("--bench-seconds", min=0.0, help="Timed seconds per variant (default 2).")
+        float | None, typer.Option("--bench-seconds", min=0.0, help="Timed seconds per variant (default 2).")
     ] = None,
     precision: Annotated[
-        Optional[str], typer.Option("--precision", help="auto (fastest within the accuracy budget) | fp32 | int8.")
+        str | None, typer.Option("--precision", help="auto (CPU: fastest within the accuracy budget; GPU: fp16) | fp32 | fp16 | int8.")
     ] = None,
     force_precision: Annotated[
         bool, typer.Option("--force-precision", help="Ship INT8 even when it is slower or over budget.")
@@ -341,9 +357,9 @@ def _optimize_options(
 def quantize(
     model: Annotated[Path, typer.Argument(help="The ONNX model to quantize (never modified).")],
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Build folder (default: ./<model>.hwopt).")
+        Path | None, typer.Option("--output", "-o", help="Build folder (default: ./<model>.hwopt).")
     ] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML config; flags win.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config; flags win.")] = None,
     input_shape: InputShapeOpt = None,
     calib: CalibOpt = None,
     calib_samples: CalibSamplesOpt = None,
@@ -351,7 +367,7 @@ def quantize(
     max_accuracy_drop: AccuracyOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Ship INT8 even when slower or over budget.")] = False,
     bench_seconds: Annotated[
-        Optional[float], typer.Option("--bench-seconds", min=0.0, help="Timed seconds per variant (default 2).")
+        float | None, typer.Option("--bench-seconds", min=0.0, help="Timed seconds per variant (default 2).")
     ] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -373,6 +389,56 @@ def quantize(
         "int8", force, calib, calib_samples, calib_method, max_accuracy_drop,
     )
     _run_and_report(model, options, json_out, quiet, explain=False)
+
+
+@app.command()
+@handle_errors
+def bench(
+    models: Annotated[list[Path], typer.Argument(help="Model files and/or build folders, benchmarked together.")],
+    batch: Annotated[
+        str | None, typer.Option("--batch", help="Batch sizes, comma-separated (where the batch is dynamic).")
+    ] = None,
+    input_shape: InputShapeOpt = None,
+    inputs: Annotated[
+        Path | None, typer.Option("--inputs", help="Feeds to use as given: .npz (one array per input) or .npy.")
+    ] = None,
+    seconds: Annotated[float, typer.Option("--seconds", min=0.0, help="Timed seconds per variant per batch.")] = 2.0,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="Intra-op threads for every variant (default: cores).")
+    ] = None,
+    memory: Annotated[
+        bool, typer.Option("--memory/--no-memory", help="Peak RSS of each session, each in a fresh process.")
+    ] = True,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Benchmark models and builds interleaved in one process: p50/p90/p99, mean, std,
+    throughput per batch size, peak memory per session, providers per node.
+
+    [bold]Examples[/bold]
+
+      hwopt bench model.onnx build/ --batch 1,8,32
+
+      hwopt bench build/cpu build/cuda --threads 4 --json
+    """
+    from hwopt.benchmark import BenchOptions, benchmark
+    from hwopt.errors import UsageError
+    from hwopt.report.render import render_console
+
+    try:
+        batches = [int(b) for b in _split_csv(batch)] if batch else [1]
+    except ValueError:
+        raise UsageError(f"--batch '{batch}': expected positive integers, e.g. 1,8,32") from None
+    if any(b < 1 for b in batches):
+        raise UsageError(f"--batch '{batch}': batch sizes must be at least 1")
+    options = BenchOptions(batches=batches, input_shapes=_shapes(input_shape), inputs_file=inputs,
+                           seconds=seconds, threads=threads, memory=memory)
+    with stdout_reserved_for_json(json_out) as emit:
+        report = benchmark(models, options)
+        if json_out:
+            emit(report.to_dict())
+    if not json_out:
+        render_console(report.document(), _console(quiet))
 
 
 @app.command()

@@ -8,7 +8,12 @@ on any provider but the target's first are the "fallback" a build must not hide.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import onnxruntime as ort
+
+# The session config entry that makes onnxruntime keep the assignment.
+RECORD_ASSIGNMENT = {"session.record_ep_graph_assignment_info": "1"}
 
 
 def provider_assignment(session: ort.InferenceSession) -> dict[str, list[str]]:
@@ -18,3 +23,8 @@ def provider_assignment(session: ort.InferenceSession) -> dict[str, list[str]]:
         names = [node.name or node.op_type for node in subgraph.get_nodes()]
         by_ep.setdefault(subgraph.ep_name, []).extend(names)
     return by_ep
+
+
+def fallback_nodes(assignment: Mapping[str, Sequence[str]], provider: str) -> list[str]:
+    """The nodes of an assignment that did not go to ``provider`` (the one the session is for)."""
+    return [node for ep, nodes in assignment.items() if ep != provider for node in nodes]

@@ -22,6 +22,7 @@ from hwopt.output import MANIFEST, file_sha256
 from hwopt.session import ORT_ERRORS, create_session
 
 BUILD_SCHEMA_PREFIX = "hwopt.build/"
+REQUIRED_KEYS = {"model": str, "files": dict, "providers": list, "session_options": dict}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +67,11 @@ def read_build(build_dir: str | Path) -> Build:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{manifest_path}: unreadable: {one_line(exc)}") from exc
-    if not str(manifest.get("schema", "")).startswith(BUILD_SCHEMA_PREFIX):
+    if not isinstance(manifest, dict) or not str(manifest.get("schema", "")).startswith(BUILD_SCHEMA_PREFIX):
         raise ModelLoadError(f"{manifest_path}: not an hwopt build manifest")
+    missing = [key for key, kind in REQUIRED_KEYS.items() if not isinstance(manifest.get(key), kind)]
+    if missing:
+        raise ModelLoadError(f"{manifest_path}: malformed manifest (missing or wrong: {', '.join(missing)})")
     build = Build(folder, manifest)
     for name, digest in manifest.get("files", {}).items():
         path = folder / name

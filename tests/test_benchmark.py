@@ -11,31 +11,33 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from conftest import SAMPLES, save, tiny_conv_model
 
-from hwopt.bench import NO_SPIN
+from hwopt.bench import NO_SPIN, LatencyStats
 from hwopt.benchmark import (
-    RECORD_ASSIGNMENT,
     SCHEMA,
+    BatchResult,
     BenchOptions,
+    BenchReport,
     BoundRunner,
+    VariantInfo,
+    VariantRun,
     benchmark,
-    fallback_nodes,
     make_runner,
-    provider_assignment,
 )
 from hwopt.errors import EXIT_BAD_INPUT, InputSpecError, ModelLoadError, UsageError
+from hwopt.hostinfo import host_info
 from hwopt.output import file_sha256
+from hwopt.partition import RECORD_ASSIGNMENT, fallback_nodes, provider_assignment
 from hwopt.report.render import render_markdown
 from hwopt.session import create_session, physical_cores
 from hwopt.targets.providers import provider_availability
-
-from conftest import SAMPLES, save, tiny_conv_model
 
 MOBILENET = SAMPLES / "mobilenetv2_tiny.onnx"
 RESNEXT = SAMPLES / "resnext_tiny.onnx"
 
 # About 0.1 s of timing per variant per batch size keeps every call well under a second.
-FAST = dict(seconds=0.1, memory=False)
+FAST = {"seconds": 0.1, "memory": False}
 
 
 def parse(text: str) -> onnx.ModelProto:
@@ -218,9 +220,11 @@ def test_a_cuda_build_is_not_measured_here_and_the_others_still_run(tmp_path: Pa
     assert result["latency"] == {"measured": False, "reason": variant.availability_reason}
     assert result["memory"] == {"measured": False, "reason": variant.availability_reason}
     assert data["batches"][0]["results"][0]["memory"]["session_bytes"] > 0
-    row = next(r for r in report.document().tables[0].rows if r[0] == "gpu [cuda]")
-    assert row[1].startswith("not measured here: ")
-    assert f"[gpu [cuda]] not measured here: {variant.availability_reason}" in report.warnings
+    table = report.document().tables[0]
+    row = next(r for r in table.rows if r[0] == "gpu [cuda]")
+    assert row[1] == "not measured here"
+    assert f"gpu [cuda]: not measured here: {variant.availability_reason}" in table.notes
+    assert f"gpu [cuda]: not measured here: {variant.availability_reason}" in report.warnings
 
 
 def test_provider_assignment_of_a_cpu_session(tiny: Path) -> None:
@@ -258,11 +262,12 @@ class _AssignedSession:
 def test_provider_assignment_groups_nodes_by_provider_and_names_fallbacks() -> None:
     assignment = provider_assignment(_AssignedSession())
 
+    # Unnamed nodes are listed by their operator.
     assert assignment == {
-        "CUDAExecutionProvider": ["conv", "relu", "<com.microsoft:FusedConv>"],
-        "CPUExecutionProvider": ["shape", "<NonZero>"],
+        "CUDAExecutionProvider": ["conv", "relu", "FusedConv"],
+        "CPUExecutionProvider": ["shape", "NonZero"],
     }
-    assert fallback_nodes(assignment, "CUDAExecutionProvider") == ["shape", "<NonZero>"]
+    assert fallback_nodes(assignment, "CUDAExecutionProvider") == ["shape", "NonZero"]
 
 
 class _Output:
@@ -343,6 +348,34 @@ def test_device_sessions_are_timed_with_io_binding(provider: str) -> None:
     assert session.binding.outputs == {"y": "device buffer of y", "z": "device buffer of z"}
 
 
+def test_a_device_variant_reports_io_binding_and_its_fallback_nodes() -> None:
+    # What benchmark() records for a CUDA build on a GPU host, written out: the report side of
+    # the device path, which this host cannot run.
+    fallback = [f"node{i}" for i in range(12)]
+    gpu = VariantInfo(
+        label="gpu [cuda]", path="gpu", kind="build", target="cuda", model_path="gpu/model.onnx",
+        providers=[{"name": "CUDAExecutionProvider", "options": {"device_id": "0"}},
+                   {"name": "CPUExecutionProvider", "options": {}}],
+        session_options={"intra_op_num_threads": 1}, threads=1, io_binding=True,
+        active_providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
+        assignment={"CUDAExecutionProvider": ["conv", "relu"], "CPUExecutionProvider": fallback},
+    )
+    stats = LatencyStats.from_samples([0.001, 0.0011, 0.0012, 0.001], batch=1)
+    batch = BatchResult(1, "--batch", [], [VariantRun("gpu [cuda]", stats=stats, ratio=1.0)], baseline="gpu [cuda]")
+    report = BenchReport([gpu], [batch], BenchOptions(threads=1, memory=False), "generated", host_info(), {})
+
+    assert report.findings() == [
+        "gpu [cuda]: 12 node(s) fell back from CUDAExecutionProvider: "
+        + ", ".join(fallback[:10]) + " (+2 more)"
+    ]
+    assignment = report.to_dict()["variants"][0]["assignment"]
+    assert assignment["nodes_per_provider"] == {"CUDAExecutionProvider": 2, "CPUExecutionProvider": 12}
+    assert assignment["fallback_nodes"] == fallback
+    doc = report.document()
+    assert "IO binding" in dict(doc.facts)["gpu [cuda]"]
+    assert any(note.startswith("IO binding for gpu [cuda]: inputs copied to the device once") for note in doc.tables[0].notes)
+
+
 def test_host_sessions_run_on_the_numpy_feeds(tiny: Path) -> None:
     fake = _FakeSession(["CPUExecutionProvider"], {"CPUExecutionProvider": {}})
     feeds = {"x": np.ones((1, 3, 8, 8), np.float32)}
@@ -369,7 +402,7 @@ def test_report_json_and_tables(tiny: Path) -> None:
                                "threads": None, "memory": False, "seed": 0}
     assert data["method"]["interleaved"] is True and data["method"]["thread_spinning"] is False
     labels = [v["label"] for v in data["variants"]]
-    assert len(set(labels)) == 2  # the same path twice gets two labels
+    assert labels == ["tiny.onnx #1", "tiny.onnx #2"]  # the same path twice: numbered
     for v in data["variants"]:
         assert v["assignment"]["nodes_per_provider"].keys() == {"CPUExecutionProvider"}
         assert v["io_binding"] is False and v["threads"] == physical_cores()
@@ -430,7 +463,7 @@ def test_a_variant_that_cannot_run_at_a_batch_size_is_reported_and_the_others_ti
     assert at_2.run_of("tiny.onnx").stats is not None
     failed = at_2.run_of("baked.onnx")
     assert failed.stats is None and failed.not_measured.startswith("run failed at batch 2: ")
-    assert any(w.startswith("[baked.onnx] batch 2: not measured: run failed") for w in report.warnings)
+    assert any(w.startswith("baked.onnx: batch 2: not measured: run failed") for w in report.warnings)
 
 
 def test_defaulted_symbolic_dimensions_are_warned_about(tmp_path: Path) -> None:
@@ -440,9 +473,13 @@ def test_defaulted_symbolic_dimensions_are_warned_about(tmp_path: Path) -> None:
     assert report.batches[0].inputs[0].shape == (1, 1, 4)
     assert any("x[1] (S) defaulted to 1" in w for w in report.warnings)
 
-    report = benchmark([model], BenchOptions(batches=(2,), input_shapes={"x": (1, 5, 4)}, **FAST))
+    # --input-shape fixes S; the batch written there is a placeholder for --batch ...
+    report = benchmark([model], BenchOptions(batches=(1, 2), input_shapes={"x": (1, 5, 4)}, **FAST))
+    assert [b.inputs[0].shape for b in report.batches] == [(1, 5, 4), (2, 5, 4)]
+    assert not any("defaulted" in w or "--input-shape" in w for w in report.warnings)
+    # ... and a batch that is not among the batch sizes is said to be replaced.
+    report = benchmark([model], BenchOptions(batches=(2,), input_shapes={"x": (8, 5, 4)}, **FAST))
     assert report.batches[0].inputs[0].shape == (2, 5, 4)
-    assert not any("defaulted" in w for w in report.warnings)
     assert any("--input-shape x: the leading (batch) dimension" in w for w in report.warnings)
 
 

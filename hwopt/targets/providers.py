@@ -45,6 +45,8 @@ def provider_availability(provider: str) -> Availability:
             f"{provider} is not in this onnxruntime build (installed: {packages}); the GPU providers "
             "come with onnxruntime-gpu: pip install 'hwopt[gpu]' and uninstall onnxruntime",
         )
+    if provider == "CPUExecutionProvider":
+        return Availability(True)  # compiled in means it runs (and it cannot be probed without fallback)
     so = ort.SessionOptions()
     so.log_severity_level = 4
     so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
