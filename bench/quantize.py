@@ -61,7 +61,7 @@ def ort_baselines(path: Path, calib, workdir: Path) -> dict[str, Path]:
     from onnxruntime.quantization import quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from hwopt.quant.variants import inside
+    from hwopt.output import inside
 
     pre = workdir / "pre.onnx"
     with inside(workdir):  # ORT leaves temporary models in the working directory on failure

@@ -41,6 +41,7 @@ from hwopt.model.inputs import (
     generate_feeds,
     load_feeds,
     resolve_input_specs,
+    save_npz,
     second_batch,
     specs_from_feeds,
 )
@@ -55,12 +56,13 @@ from hwopt.output import (
     write_json_atomic,
     write_text_atomic,
 )
-from hwopt.partition import provider_assignment
+from hwopt.partition import RECORD_ASSIGNMENT, fallback_nodes, provider_assignment
 from hwopt.passes.base import PassContext
 from hwopt.passes.pipeline import Pipeline, PipelineResult
 from hwopt.passes.registry import check_names, resolve
 from hwopt.precision import PrecisionOptions, calibration_sets, run_precision_stage
 from hwopt.quant.accuracy import compare
+from hwopt.quant.calibration import load_samples
 from hwopt.report.optimize import (
     Accuracy,
     BuildReport,
@@ -295,6 +297,12 @@ def _inputs_and_feeds(
     if options.inputs_file is not None:
         feeds = load_feeds(options.inputs_file, specs)
         return specs_from_feeds(specs, feeds), feeds, f"user: {options.inputs_file}"
+    if options.precision.calib_path is not None and options.precision.mode in ("auto", "int8"):
+        # Real samples beat generated ones, and models whose symbolic dims have a minimum size
+        # (an STFT's reflect pad) only run on data of the right shape.
+        sample = load_samples(options.precision.calib_path, specs, options.precision.image_spec, limit=1)
+        feeds = sample.samples[0]
+        return specs_from_feeds(specs, feeds), feeds, f"calibration sample: {options.precision.calib_path}"
     return specs, generate_feeds(specs, options.seed), f"generated (seed {options.seed})"
 
 
@@ -403,7 +411,7 @@ def _build_for_target(run: _Run, target: Target, build_dir: Path) -> tuple[Build
 def _partition(build_dir: Path, providers, session_options) -> Partition:
     """Which provider runs each node of the build, from onnxruntime's own assignment."""
     options = dict(session_options)
-    options["config_entries"] = {**options.get("config_entries", {}), "session.record_ep_graph_assignment_info": "1"}
+    options["config_entries"] = {**options.get("config_entries", {}), **RECORD_ASSIGNMENT}
     try:
         session = create_session(build_dir / MODEL_FILE, options, providers, base_dir=build_dir)
     except ORT_ERRORS as exc:
@@ -412,15 +420,15 @@ def _partition(build_dir: Path, providers, session_options) -> Partition:
     primary = providers[0][0]
     return Partition(
         nodes={ep: len(nodes) for ep, nodes in assignment.items()},
-        fallback=[name for ep, nodes in assignment.items() if ep != primary for name in nodes],
+        fallback=fallback_nodes(assignment, primary),
     )
 
 
 def _memory_report(run: _Run, target: Target, model: onnx.ModelProto, result: PipelineResult,
                    build_dir: Path, providers, session_options, availability) -> MemoryReport:
     report = MemoryReport(
-        original=analyze_memory(run.loaded.proto, run.specs),
-        build=analyze_memory(model, run.specs),
+        original=analyze_memory(run.loaded.proto, run.specs, feeds=run.feeds[0]),
+        build=analyze_memory(model, run.specs, feeds=run.feeds[0]),
         reorder=next((r.metrics for r in reversed(result.records)
                       if r.name == "reorder" and r.status == "applied"), None),
         ort_settings={key: session_options.get(key) for key in MEMORY_SETTINGS},
@@ -433,7 +441,7 @@ def _memory_report(run: _Run, target: Target, model: onnx.ModelProto, result: Pi
         listed = [{"name": n, "options": dict(o)} for n, o in providers]
         with tempfile.TemporaryDirectory(prefix="hwopt-feeds-") as tmp:
             feeds_path = Path(tmp) / "feeds.npz"
-            np.savez(feeds_path, **run.feeds[0])
+            save_npz(feeds_path, run.feeds[0])
             report.measured_original = measure_session_memory(run.loaded.path, listed, session_options, feeds_path)
             report.measured_build = measure_session_memory(build_dir / MODEL_FILE, listed, session_options, feeds_path,
                                                            base_dir=build_dir)

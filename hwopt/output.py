@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +135,15 @@ def prepare_output_dir(out_dir: Path, protected: Iterable[Path]) -> Path:
         raise OutputError(f"{out_dir}: cannot write there ({exc.strerror})") from exc
     return out_dir
 
+
+@contextlib.contextmanager
+def inside(folder: Path) -> Iterator[None]:
+    """Run with ``folder`` as the working directory: onnxruntime's tools (quantization, symbolic
+    shape inference) write temporary files relative to it, and hwopt writes nowhere but its
+    output and temp folders. Not thread-safe: the working directory is the process's."""
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)

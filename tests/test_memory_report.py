@@ -6,11 +6,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-
+import onnx
 from conftest import SAMPLES, fp32_options, save, tiny_conv_model
+from onnx import TensorProto, helper
+
+from hwopt.memory.analysis import analyze_memory
 from hwopt.memory.buffers import Buffer
 from hwopt.memory.planner import MemoryPlan, Placement, check_plan
 from hwopt.memory.probe import measure_session_memory
+from hwopt.model.inputs import resolve_input_specs
 from hwopt.optimize import optimize
 
 
@@ -49,3 +53,35 @@ def test_probe_measures_a_session_in_its_own_process(tmp_path: Path) -> None:
     )
     assert 0 < measured.baseline_bytes <= measured.after_load_bytes <= measured.peak_bytes
     assert measured.session_bytes == measured.peak_bytes - measured.baseline_bytes
+
+
+def _qlinear_model() -> onnx.ModelProto:
+    # onnx's shape inference knows nothing of com.microsoft's QLinear* ops (an INT8 build's).
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+        helper.make_node("QLinearSigmoid", ["q", "s", "z", "s", "z"], ["qs"], domain="com.microsoft"),
+        helper.make_node("DequantizeLinear", ["qs", "s", "z"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [helper.make_tensor("s", TensorProto.FLOAT, [], [0.05]), helper.make_tensor("z", TensorProto.UINT8, [], [128])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+
+
+def test_sizes_shape_inference_cannot_give_are_observed() -> None:
+    model = _qlinear_model()
+    specs = resolve_input_specs(model.graph)
+    assert analyze_memory(model, specs).unknown_size_tensors == ["qs"]
+    observed = analyze_memory(model, specs, feeds={"x": np.zeros((1, 4, 8), np.float32)})
+    assert observed.unknown_size_tensors == []
+    assert observed.output_bytes == 4 * 8 * 4
+    assert observed.naive_activation_bytes == 2 * 64  # q and qs: 32 uint8 each, 64-byte aligned
+
+
+def test_observation_of_a_model_that_does_not_run_leaves_sizes_unknown() -> None:
+    model = _qlinear_model()
+    specs = resolve_input_specs(model.graph)
+    wrong = analyze_memory(model, specs, feeds={"x": np.zeros((2, 3), np.float32)})
+    assert wrong.unknown_size_tensors == ["qs"]

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-
 from conftest import SAMPLES, invoke_cli
+from passtest import make_model
+
 from hwopt.hostinfo import host_info
 from hwopt.quant.search import format_candidates, layer_groups
 from hwopt.quant.sensitivity import rank_nodes
-from passtest import make_model
 
 SAMPLE = SAMPLES / "mobilenetv2_tiny.onnx"
 
@@ -96,3 +96,28 @@ def test_forced_int8_ships_even_over_budget(tmp_path: Path, monkeypatch) -> None
     built = onnx.load(str(tmp_path / "b" / "model.onnx"))
     assert any(n.op_type in ("QuantizeLinear", "QLinearConv", "DequantizeLinear") for n in built.graph.node)
     assert list(cwd.iterdir()) == []  # nothing written outside the output and temp folders
+
+
+def test_calibration_sample_stands_in_for_generated_feeds(tmp_path: Path, monkeypatch) -> None:
+    # Reflect padding needs a length of at least 2, so the generated default (symbolic dims = 1)
+    # cannot run this model; the calibration samples show the real shape.
+    model = make_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[1, T] x) => (float[1, U] y)
+        <int64[4] pads = {0, 1, 0, 1}, float[1, 1] w>
+        { p = Pad <mode = "reflect"> (x, pads)
+          y = Mul (p, w) }
+    """)
+    path = tmp_path / "pad.onnx"
+    onnx.save(model, str(path))
+    monkeypatch.chdir(tmp_path)
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=np.random.default_rng(0).standard_normal((8, 1, 16)).astype(np.float32))
+    generated = invoke_cli("optimize", path, "-o", tmp_path / "g", "--no-bench", "--json")
+    assert generated.returncode == 2 and "the model does not run" in generated.stderr
+    proc = invoke_cli("optimize", path, "-o", tmp_path / "b", "--precision", "auto", "--calib", calib,
+                      "--no-bench", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["feeds"]["source"].startswith("calibration sample")
+    assert report["inputs"][0]["shape"] == [1, 16]

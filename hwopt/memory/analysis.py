@@ -10,9 +10,10 @@ unknown size.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import onnx
 
 from hwopt.memory.liveness import build_memory_graph, lifetimes, peak_live_bytes
@@ -83,10 +84,14 @@ class MemoryAnalysis:
 
 
 def analyze_memory(
-    model: onnx.ModelProto, specs: Sequence[InputSpec], alignment: int = DEFAULT_ALIGNMENT
+    model: onnx.ModelProto,
+    specs: Sequence[InputSpec],
+    alignment: int = DEFAULT_ALIGNMENT,
+    feeds: Mapping[str, np.ndarray] | None = None,
 ) -> MemoryAnalysis:
-    """The memory picture of ``model`` in its own node order at the specs' shapes."""
-    graph = build_memory_graph(model, infer_tensor_info(model, specs).tensors)
+    """The memory picture of ``model`` in its own node order at the specs' shapes; ``feeds``
+    (of those shapes) let a run fill in the sizes shape inference cannot give."""
+    graph = build_memory_graph(model, infer_tensor_info(model, specs, feeds).tensors)
     order = graph.file_order()
     buffers = lifetimes(graph, order)
     plan = plan_memory(buffers, alignment)

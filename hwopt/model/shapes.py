@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -22,6 +24,7 @@ from onnx import helper
 
 from hwopt.errors import ModelLoadError, one_line
 from hwopt.model.inputs import InputSpec
+from hwopt.output import inside
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,14 +80,64 @@ class ShapeInference:
         return [name for name, info in self.tensors.items() if not info.known]
 
 
-def infer_tensor_info(model: onnx.ModelProto, specs: Sequence[InputSpec]) -> ShapeInference:
-    """Element type and concrete shape (or None) of every tensor of the main graph."""
+def infer_tensor_info(
+    model: onnx.ModelProto,
+    specs: Sequence[InputSpec],
+    feeds: Mapping[str, np.ndarray] | None = None,
+) -> ShapeInference:
+    """Element type and concrete shape (or None) of every tensor of the main graph.
+
+    Shape inference knows nothing of some operators (the com.microsoft QLinear* ops of an
+    INT8 build, custom domains); with ``feeds`` of the specs' shapes, the tensors it leaves
+    unknown are observed in one onnxruntime run instead.
+    """
+    result = _inferred_tensor_info(model, specs)
+    if feeds is None:
+        return result
+    produced = [out for node in model.graph.node for out in node.output if out]
+    missing = [name for name in produced if name not in result.tensors or not result.tensors[name].known]
+    if missing:
+        observed = observe_tensor_info(model, feeds, missing)
+        if observed:
+            result.tensors.update(observed)
+            result.method += f"; {len(observed)} tensor shape(s) observed in one onnxruntime run"
+    return result
+
+
+def observe_tensor_info(
+    model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], names: Sequence[str]
+) -> dict[str, TensorInfo]:
+    """The element type and shape of the tensors ``names``, read from one run of ``model``
+    on ``feeds`` with them added as outputs (no graph optimization, so every name survives).
+    Empty when the model does not run: the caller keeps the tensors as unknown."""
+    from hwopt.session import create_session  # session pulls in onnxruntime's bindings
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    outputs = {vi.name for vi in probe.graph.output}
+    wanted = list(dict.fromkeys(names))
+    probe.graph.output.extend(helper.make_empty_tensor_value_info(name) for name in wanted if name not in outputs)
+    try:
+        session = create_session(probe, {"graph_optimization_level": "disable_all", "log_severity_level": 4})
+        arrays = session.run(wanted, dict(feeds))
+    except Exception:  # noqa: BLE001 - onnxruntime raises several types; unknown stays unknown
+        return {}
+    return {
+        name: TensorInfo(helper.np_dtype_to_tensor_dtype(array.dtype), tuple(array.shape))
+        for name, array in zip(wanted, arrays)
+        if isinstance(array, np.ndarray)
+    }
+
+
+def _inferred_tensor_info(model: onnx.ModelProto, specs: Sequence[InputSpec]) -> ShapeInference:
     # Imported here: it pulls in sympy, a second of start-up that most commands do not need.
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     fixed = with_concrete_inputs(model, specs)
     try:
-        inferred = SymbolicShapeInference.infer_shapes(fixed, auto_merge=True)
+        # When it cannot infer every shape it saves the model to the working directory first.
+        with tempfile.TemporaryDirectory(prefix="hwopt-shapes-") as tmp, inside(Path(tmp)):
+            inferred = SymbolicShapeInference.infer_shapes(fixed, auto_merge=True)
         method = "onnxruntime symbolic shape inference"
     except Exception as exc:  # noqa: BLE001 - it asserts on graphs it cannot handle; recorded below
         method = f"onnx shape inference (symbolic inference failed: {type(exc).__name__} {one_line(exc)})"

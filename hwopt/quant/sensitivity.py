@@ -21,8 +21,8 @@ from onnxruntime.quantization.qdq_loss_debug import (
     modify_model_output_intermediate_tensors,
 )
 
+from hwopt.output import inside
 from hwopt.quant.calibration import SampleReader, SampleSet
-from hwopt.quant.variants import inside
 
 
 def tensor_sqnr(float_model: Path, qdq_model: Path, samples: SampleSet, workdir: Path) -> dict[str, float]:

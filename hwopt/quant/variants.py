@@ -15,11 +15,9 @@ sample with all intermediate tensors as outputs; quantizing from cached ranges i
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import onnx
@@ -27,6 +25,7 @@ from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, 
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from hwopt.errors import one_line
+from hwopt.output import inside
 from hwopt.quant.calibration import SampleReader, SampleSet
 
 log = logging.getLogger(__name__)
@@ -131,18 +130,6 @@ class Quantizer:
     def node_names(self, op_types: Sequence[str] | None = None) -> list[str]:
         model = onnx.load(str(self.prepared), load_external_data=False)
         return [n.name for n in model.graph.node if op_types is None or n.op_type in op_types]
-
-
-@contextlib.contextmanager
-def inside(folder: Path) -> Iterator[None]:
-    """Run with ``folder`` as the working directory: onnxruntime's quantization tools write
-    temporary files relative to it, and hwopt writes nowhere but its output and temp folders."""
-    previous = os.getcwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:

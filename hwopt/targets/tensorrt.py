@@ -44,8 +44,8 @@ def write_trt_calibration_table(model: onnx.ModelProto, samples, folder: Path) -
     from onnxruntime.quantization.calibrate import create_calibrator
     from onnxruntime.quantization.quant_utils import write_calibration_table
 
+    from hwopt.output import inside
     from hwopt.quant.calibration import SampleReader
-    from hwopt.quant.variants import inside
 
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hwopt-trt-calib-") as tmp:
