@@ -3,8 +3,10 @@
 Precedence: a command-line flag > the config file > hwopt's defaults. Every key is checked:
 an unknown key is an error that lists the known ones, so a typo never silently does nothing.
 
-    targets = ["cpu"]                      # or "cpu"
+    targets = ["cpu"]                      # or "cpu"; "gpu", "cuda", "tensorrt"
     inputs = "calib/sample.npz"            # feeds for checks and benchmarks
+    precision = "auto"                     # auto | fp32 | fp16 | int8
+    max_accuracy_drop = "cosine=0.99,top1=0.99"
 
     [input_shapes]
     x = [1, 3, 640, 640]
@@ -20,9 +22,6 @@ an unknown key is an error that lists the known ones, so a typo never silently d
     [bench]
     seconds = 2.0
     enabled = true
-
-    precision = "auto"                     # auto | fp32 | int8
-    max_accuracy_drop = "cosine=0.99,top1=0.99"
 
     [calibration]
     path = "calib/"                        # .npy/.npz files, one stacked .npz, or images
