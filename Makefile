@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hwopt-installed
 SAMPLES := $(addprefix sample_models/,mobilenetv2_tiny.onnx resnext_tiny.onnx shufflenet_tiny.onnx inception_tiny.onnx transformer_tiny.onnx)
 
-.PHONY: demo test bench models install clean
+.PHONY: demo test lint bench models install clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "hwopt needs Python >= 3.10")'
@@ -25,8 +25,11 @@ models: install
 demo: install models
 	$(VENV)/bin/hwopt optimize sample_models/mobilenetv2_tiny.onnx --target cpu -o build/demo
 
-test: install models
+test: install models lint
 	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check hwopt tests bench scripts sample_models
 
 # Benchmarks write their tables to bench/results/; onnxslim is a bench-only dependency.
 BENCH_STAMP := $(VENV)/.hwopt-bench-installed

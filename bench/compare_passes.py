@@ -121,7 +121,7 @@ def write_results(rows: list[dict], args: argparse.Namespace) -> None:
     for row in rows:
         v = row["variants"]
 
-        def ratio(name: str) -> str:
+        def ratio(name: str, v: dict = v) -> str:
             return f"{v[name]['ratio']:.3f} [{v[name]['ratio_min']:.2f}-{v[name]['ratio_max']:.2f}]"
 
         lines.append(

@@ -10,7 +10,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import SAMPLE_MODELS, invoke_cli, run_cli, sha256, tiny_conv_model
 
 SAMPLE = next(p for p in SAMPLE_MODELS if p.stem == "mobilenetv2_tiny")

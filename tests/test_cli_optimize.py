@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
 from conftest import SAMPLE_MODELS, SAMPLE_SHAPES, invoke_cli, run_cli, sha256
+
 from hwopt.targets import get_target
 
 BUILD_FILES = {"model.onnx", "build.json", "report.json", "report.md", "memory_plan.json"}

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import SAMPLES, invoke_cli
+
 from hwopt.config import load_config, parse_config
 from hwopt.errors import ConfigError
 from hwopt.optimize import OptimizeOptions
@@ -39,7 +39,7 @@ seconds = 0.5
 @pytest.mark.parametrize(
     "data, message",
     [
-        ({"target": "cpu"}, "unknown key.*target.*known: bench, calibration, input_shapes"),
+        ({"target": "cpu"}, "unknown key.*target;.*known: bench, calibration, gates, input_shapes"),
         ({"pipeline": {"pases": []}}, r"unknown key\(s\) pases"),
         ({"pipeline": {"strict": 1}}, "must be a bool"),
         ({"input_shapes": {"x": [1, 0]}}, "positive integers"),

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from passtest import make_model, op_counts, run_pass
 
 from hwopt.passes.deduplicate_constants import DeduplicateConstants
 from hwopt.passes.pipeline import APPLIED
-from passtest import make_model, op_counts, run_pass
 
 
 def test_lifts_constants_and_merges_equal_weights() -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from passtest import make_model, op_counts, run_pass
+
 from hwopt.passes.eliminate_common_subexpressions import EliminateCommonSubexpressions
 from hwopt.passes.pipeline import APPLIED, UNCHANGED
-from passtest import make_model, op_counts, run_pass
 
 
 def test_merges_repeated_shape_computations() -> None:

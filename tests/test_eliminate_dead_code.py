@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import onnx
+from passtest import make_model, op_counts, run_pass
 
 from hwopt.passes.eliminate_dead_code import EliminateDeadCode
 from hwopt.passes.pipeline import APPLIED
-from passtest import make_model, op_counts, run_pass
 
 
 def test_removes_dead_nodes_and_unused_initializers() -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from passtest import make_model, op_counts, run_pass
 
 from hwopt.passes.fold_batchnorm import FoldBatchNorm
 from hwopt.passes.pipeline import APPLIED, UNCHANGED
-from passtest import make_model, op_counts, run_pass
 
 BN = "float[{c}] s, float[{c}] b, float[{c}] mean, float[{c}] var"
 

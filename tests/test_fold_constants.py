@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from passtest import make_model, op_counts, run_pass
+
 from hwopt.passes.fold_constants import FoldConstants
 from hwopt.passes.pipeline import APPLIED
-from passtest import make_model, op_counts, run_pass
 
 
 def test_folds_constant_arithmetic_and_static_shapes() -> None:

@@ -7,10 +7,10 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from passtest import make_model, op_counts, run_pass
 
 from hwopt.passes.fold_pad import FoldPad
 from hwopt.passes.pipeline import APPLIED, UNCHANGED
-from passtest import make_model, op_counts, run_pass
 
 # Pad-2 (pads and value as attributes), Pad-11/13 (pads and constant_value as inputs), Pad-18
 # and later (an axes input too).

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from passtest import make_model, op_counts, run_pass
 
 from hwopt.passes.fold_scale_shift import FoldScaleShift
 from hwopt.passes.pipeline import APPLIED, UNCHANGED
-from passtest import make_model, op_counts, run_pass
 
 HEADER = '<ir_version: 8, opset_import: ["" : {opset}]>\n'
 

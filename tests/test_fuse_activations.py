@@ -10,11 +10,11 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
+from passtest import make_model, op_counts, run_pass
 
 from hwopt.passes.base import PassContext
 from hwopt.passes.fuse_activations import FuseActivations
 from hwopt.passes.pipeline import APPLIED, UNCHANGED
-from passtest import make_model, op_counts, run_pass
 
 CONSTANTS = {
     "zero": "float zero = {0.0}",

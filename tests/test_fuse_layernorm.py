@@ -7,10 +7,10 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
+from passtest import make_model, op_counts, run_pass
 
 from hwopt.passes.fuse_layernorm import FuseLayerNormPass
 from hwopt.passes.pipeline import APPLIED, UNCHANGED
-from passtest import make_model, op_counts, run_pass
 
 IR_VERSION = {16: 8, 17: 8, 18: 8}
 D = 8

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from conftest import SAMPLES, save
 from onnx import numpy_helper
 
-from conftest import SAMPLES, save
 from hwopt.inspect import inspect_model
 
 # x[1,3,8,8] -Conv(4x3x3x3, pad 1)-> c[1,4,8,8] -depthwise Conv(4x1x3x3, group 4, pad 1)->

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import SAMPLE_MODELS, save, sha256, tiny_conv_model
 from onnx import numpy_helper
 
-from conftest import SAMPLE_MODELS, save, sha256, tiny_conv_model
 from hwopt.errors import ModelLoadError
 from hwopt.model.load import LoadLimits, load_model
 

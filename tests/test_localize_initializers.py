@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import onnx
+from passtest import make_model, run_pass
 
 from hwopt.passes.localize_initializers import LocalizeInitializers
 from hwopt.passes.pipeline import APPLIED, UNCHANGED
-from passtest import make_model, run_pass
 
 BRANCHES = """<ir_version: 8, opset_import: ["" : 17]>
     g (float[N, 4] x, bool c) => (float[N, 4] y) <float[4] a, float[4] b, float[4] shared> {

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from passtest import make_model, op_counts, run_pass
 
 from hwopt.passes.matmul_add_to_gemm import MatMulAddToGemm
 from hwopt.passes.pipeline import APPLIED, UNCHANGED
-from passtest import make_model, op_counts, run_pass
 
 HEADER = '<ir_version: 8, opset_import: ["" : {opset}]>\n'
 SHAPES = {"a": (2, 4), "b": (4, 6), "r": (2, 6)}

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 import pytest
-
 from conftest import tiny_conv_model
 from passtest import make_model
+
+from hwopt.errors import UsageError
 from hwopt.model.inputs import generate_feeds, resolve_input_specs, second_batch
 from hwopt.passes.base import BIT_EXACT, Pass, PassContext, PassResult
 from hwopt.passes.pipeline import APPLIED, ROLLED_BACK, SKIPPED, UNCHANGED, Pipeline
 from hwopt.passes.registry import resolve
-from hwopt.errors import UsageError
 from hwopt.verify import run_model
 
 

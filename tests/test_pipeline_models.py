@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-
 from conftest import ROOT, fp32_options
+
 from hwopt.model.stats import model_stats
 from hwopt.optimize import optimize
 

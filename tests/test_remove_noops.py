@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from passtest import make_model, op_counts, run_pass
 
 from hwopt.passes.pipeline import APPLIED, UNCHANGED
 from hwopt.passes.remove_noops import RemoveNoOps
-from passtest import make_model, op_counts, run_pass
 
 INT64_MAX = np.iinfo(np.int64).max
 

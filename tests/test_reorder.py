@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import onnx
-
 from conftest import SAMPLES
+from passtest import make_model, run_pass
+
 from hwopt.passes.pipeline import APPLIED, UNCHANGED
 from hwopt.passes.reorder import Reorder
-from passtest import make_model, run_pass
 
 
 def test_inception_sample_peak_drops_by_the_hand_computed_amount() -> None:

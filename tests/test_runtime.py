@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-
 from conftest import SAMPLES, fp32_options
+
 from hwopt import runtime
 from hwopt.errors import ModelLoadError, RuntimeMismatch
 from hwopt.optimize import optimize

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import onnx
+from conftest import SAMPLES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import SAMPLES
 from hwopt.memory.liveness import MemoryGraph, build_memory_graph, peak_live_bytes
 from hwopt.memory.schedule import best_schedule, cut_nodes, schedule_greedy, schedule_segmented
 from hwopt.model.inputs import resolve_input_specs

@@ -6,10 +6,10 @@ import onnx
 import onnx.version_converter
 import pytest
 from onnx import numpy_helper
+from passtest import make_model, op_counts, run_pass
 
 from hwopt.passes.pipeline import APPLIED, UNCHANGED
 from hwopt.passes.simplify_shape_ops import SimplifyShapeOps
-from passtest import make_model, op_counts, run_pass
 
 IR_VERSION = {11: 6, 13: 7, 14: 7, 15: 8, 17: 8}
 

@@ -10,14 +10,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
 from conftest import SAMPLES, invoke_cli
+from passtest import make_model
+
 from hwopt.errors import UsageError
 from hwopt.targets import get_target, resolve_alias, target_names
 from hwopt.targets.fp16 import FP16_TOLERANCE, check_fp16, convert_to_fp16, remove_cast_round_trips
 from hwopt.targets.tensorrt import CALIBRATION_TABLE, ENGINE_CACHE, has_qdq
 from hwopt.verify import run_model
-from passtest import make_model
 
 SAMPLE = SAMPLES / "mobilenetv2_tiny.onnx"
 GPU_HERE = "CUDAExecutionProvider" in ort.get_available_providers()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import onnx
 import onnx_ir as ir
 import pytest
+from passtest import make_model, op_counts, run_pass
 
 from hwopt.errors import UsageError
 from hwopt.passes.base import PassContext
 from hwopt.passes.pipeline import APPLIED, UNCHANGED
 from hwopt.passes.upgrade_opset import DEFAULT_TARGET_OPSET, UpgradeOpset
-from passtest import make_model, op_counts, run_pass
 
 HEADER = '<ir_version: {ir}, opset_import: ["" : {opset}{extra}]>\n'
 

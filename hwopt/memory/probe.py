@@ -120,11 +120,11 @@ def measure_session_memory(
 
 
 def _probe(request: Mapping[str, Any]) -> dict[str, int]:
+    import gc
+
     import numpy as np
 
     from hwopt.session import create_session
-
-    import gc
 
     gc.collect()
     baseline = _baseline_rss()

@@ -60,8 +60,6 @@ from hwopt.passes.rewrite import RewriteRulePass
 from hwopt.passes.values import constant, fresh_name, label, static_shape
 
 
-
-
 def _channel_vector(const: np.ndarray, rank: int, channels: int) -> np.ndarray | None:
     """``const`` as one value per channel of a rank-``rank`` tensor whose axis 1 has
     ``channels`` entries, or None when it has more axes, varies along another axis, or has a

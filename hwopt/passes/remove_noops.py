@@ -247,7 +247,7 @@ class RemoveNeutralOperand(RewriteRuleClassBase):
     def check(self, context, a, b, out) -> MatchResult:
         node = out.producer()
         orders = [(a, b), (b, a)] if self.commutes else [(a, b)]
-        for x, c in orders:
+        for x, c in orders:  # noqa: B007 - x is the kept operand, read after the break
             value = constant(c)
             if value is not None and value.size > 0 and np.all(value == self.neutral):
                 break

@@ -62,6 +62,7 @@ from hwopt.passes.rewiring import eliminate_identities, identity_nodes, remove_u
 from hwopt.passes.rewrite import RewriteRulePass, not_applicable
 from hwopt.passes.values import constant, describe, initializer_name
 
+
 def _fail(reason: str) -> MatchResult:
     return MatchResult().fail(reason)
 

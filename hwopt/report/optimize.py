@@ -11,16 +11,15 @@ import dataclasses
 from typing import Any
 
 from hwopt.bench import LatencyStats
-from hwopt.hostinfo import HostInfo
 from hwopt.gates import GateResult
+from hwopt.hostinfo import HostInfo
 from hwopt.memory.analysis import MemoryAnalysis
 from hwopt.memory.probe import SessionMemory
 from hwopt.model.inputs import InputSpec
-from hwopt.quant.accuracy import AccuracyResult
-from hwopt.quant.search import PrecisionReport
-from hwopt.targets.base import Check
 from hwopt.model.stats import ModelStats
 from hwopt.passes.pipeline import PassRecord
+from hwopt.quant.accuracy import AccuracyResult
+from hwopt.quant.search import PrecisionReport
 from hwopt.report.render import (
     Document,
     Table,
@@ -31,6 +30,7 @@ from hwopt.report.render import (
     fmt_ms,
     fmt_ratio,
 )
+from hwopt.targets.base import Check
 from hwopt.verify import OutputDiff
 
 SCHEMA = "hwopt.report/1"

@@ -9,7 +9,6 @@ import onnxruntime as ort
 from hwopt.session import Providers, default_session_options
 from hwopt.targets.base import Availability, Target
 
-
 # Clean-up first (so fusions see plain graphs), then the fusions, then clean-up again for what
 # the fusions left. fold_constants runs twice: removing no-ops and shape chains exposes more
 # constant subgraphs (in If bodies especially: silero VAD 180 -> 116 nodes). The GPU targets
