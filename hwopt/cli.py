@@ -23,6 +23,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from hwopt import guard
 from hwopt.errors import EXIT_INTERNAL, HwoptError, one_line
 
 EXIT_CODES_HELP = (
@@ -123,7 +124,10 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except KeyboardInterrupt:
             print("hwopt: interrupted", file=sys.stderr)
-            raise typer.Exit(130) from None
+            raise typer.Exit(guard.EXIT_SIGINT) from None
+        except guard.Terminated:
+            print("hwopt: terminated", file=sys.stderr)
+            raise typer.Exit(guard.EXIT_SIGTERM) from None
         except Exception as exc:  # noqa: BLE001 - a bug: reported with its traceback in a log
             _fail_internal(exc)
             raise typer.Exit(EXIT_INTERNAL) from None
@@ -541,4 +545,13 @@ def list_targets(json_out: JsonOpt = False) -> None:
 
 
 def main() -> None:
-    app()
+    """The console script: the command runs in a child process under hwopt.guard's limits
+    (time per phase, memory, crashes, signals), or in this one when it is that child."""
+    if guard.attach() or not guard.wanted():
+        try:
+            app(prog_name="hwopt")
+        except guard.Terminated:  # SIGTERM outside a command (while importing, say)
+            print("hwopt: terminated", file=sys.stderr)
+            sys.exit(guard.EXIT_SIGTERM)
+        return
+    sys.exit(guard.supervise(sys.argv[1:]))

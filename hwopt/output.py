@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -147,3 +148,17 @@ def inside(folder: Path) -> Iterator[None]:
         yield
     finally:
         os.chdir(previous)
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str = "") -> Iterator[None]:
+    """Hold the named logger (the root logger by default) at ERROR while onnxruntime's tools
+    run: they log advice on stderr ("Please use QuantFormat.QDQ", "Only support models of onnx
+    opset 7 and above") about cases hwopt handles itself, and stderr is hwopt's to write."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

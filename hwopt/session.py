@@ -31,6 +31,7 @@ import onnx
 import onnxruntime as ort
 
 from hwopt.errors import UsageError
+from hwopt.guard import phase
 
 _OPT_LEVELS = {
     "disable_all": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -167,16 +168,18 @@ def create_session(
         model = str(model)
     providers = resolve_provider_paths(providers, base_dir)
     so = make_session_options(session_options or {})
-    return ort.InferenceSession(
-        model,
-        sess_options=so,
-        providers=[name for name, _ in providers],
-        provider_options=[dict(opts) for _, opts in providers],
-    )
+    with phase("onnxruntime session creation", "session"):
+        return ort.InferenceSession(
+            model,
+            sess_options=so,
+            providers=[name for name, _ in providers],
+            provider_options=[dict(opts) for _, opts in providers],
+        )
 
 
 def run_session(session: ort.InferenceSession, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """All outputs of one run, by name."""
     names = [out.name for out in session.get_outputs()]
-    values = session.run(names, dict(feeds))
+    with phase("onnxruntime run", "run"):
+        values = session.run(names, dict(feeds))
     return dict(zip(names, values))

@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 
 from hwopt.errors import one_line
+from hwopt.guard import phase
 from hwopt.session import ORT_ERRORS, create_session, default_session_options, run_session
 
 # Failures surface as exceptions with the message; ORT's own error log would only repeat them.
@@ -107,7 +108,8 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
 def check_valid(model: onnx.ModelProto) -> None:
     """The onnx checker with strict shape inference; raises VerificationFailed with its reason."""
     try:
-        onnx.checker.check_model(model, full_check=True)
+        with phase("onnx checker with shape inference", "shape_inference"):
+            onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise VerificationFailed(f"checker: {one_line(exc)}") from exc
 

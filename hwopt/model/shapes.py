@@ -23,8 +23,9 @@ import onnx
 from onnx import helper
 
 from hwopt.errors import ModelLoadError, one_line
+from hwopt.guard import phase
 from hwopt.model.inputs import InputSpec
-from hwopt.output import inside
+from hwopt.output import inside, quiet_logger
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +120,8 @@ def observe_tensor_info(
     probe.graph.output.extend(helper.make_empty_tensor_value_info(name) for name in wanted if name not in outputs)
     try:
         session = create_session(probe, {"graph_optimization_level": "disable_all", "log_severity_level": 4})
-        arrays = session.run(wanted, dict(feeds))
+        with phase("onnxruntime run (observing shapes)", "run"):
+            arrays = session.run(wanted, dict(feeds))
     except Exception:  # noqa: BLE001 - onnxruntime raises several types; unknown stays unknown
         return {}
     return {
@@ -136,7 +138,12 @@ def _inferred_tensor_info(model: onnx.ModelProto, specs: Sequence[InputSpec]) ->
     fixed = with_concrete_inputs(model, specs)
     try:
         # When it cannot infer every shape it saves the model to the working directory first.
-        with tempfile.TemporaryDirectory(prefix="hwopt-shapes-") as tmp, inside(Path(tmp)):
+        with (
+            phase("onnxruntime symbolic shape inference", "shape_inference"),
+            tempfile.TemporaryDirectory(prefix="hwopt-shapes-") as tmp,
+            inside(Path(tmp)),
+            quiet_logger("onnxruntime.tools.symbolic_shape_infer"),
+        ):
             inferred = SymbolicShapeInference.infer_shapes(fixed, auto_merge=True)
         method = "onnxruntime symbolic shape inference"
     except Exception as exc:  # noqa: BLE001 - it asserts on graphs it cannot handle; recorded below
@@ -144,7 +151,8 @@ def _inferred_tensor_info(model: onnx.ModelProto, specs: Sequence[InputSpec]) ->
         inferred = None
     if inferred is None:
         try:
-            inferred = onnx.shape_inference.infer_shapes(fixed, strict_mode=False, data_prop=True)
+            with phase("onnx shape inference", "shape_inference"):
+                inferred = onnx.shape_inference.infer_shapes(fixed, strict_mode=False, data_prop=True)
         except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
             raise ModelLoadError(f"shape inference failed: {one_line(exc)}") from exc
     return ShapeInference(_collect(inferred.graph), method)

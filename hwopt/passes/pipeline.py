@@ -27,6 +27,7 @@ import onnx
 import onnx_ir as ir
 
 from hwopt.errors import ConfigError, one_line
+from hwopt.guard import phase
 from hwopt.model.stats import model_stats
 from hwopt.passes.base import Declined, Pass, PassContext, default_opset
 from hwopt.verify import (
@@ -119,7 +120,8 @@ class Pipeline:
         for pass_ in self.passes:
             options = {**pass_.option_defaults, **self.pass_options.get(pass_.name, {})}
             pass_ctx = dataclasses.replace(ctx, options=options)
-            record, current, outputs = self._run_one(pass_, current, outputs, pass_ctx, feeds, noise)
+            with phase(f"pass {pass_.name}", "pass"):
+                record, current, outputs = self._run_one(pass_, current, outputs, pass_ctx, feeds, noise)
             records.append(record)
             log.info("pass %s: %s %s", record.name, record.status, record.reason or "")
         return PipelineResult(current, records, outputs)
@@ -155,7 +157,7 @@ class Pipeline:
             candidate = ir.serde.serialize_model(result.model)
         except Exception as exc:  # noqa: BLE001 - reported as a rollback, never swallowed
             record.seconds = time.perf_counter() - start
-            log.exception("pass %s raised", pass_.name)
+            log.debug("pass %s raised", pass_.name, exc_info=True)
             record.status = ROLLED_BACK
             record.reason = f"the pass raised {type(exc).__name__}: {one_line(exc)}"
             return record, model, outputs

@@ -16,6 +16,7 @@ from __future__ import annotations
 import onnx_ir as ir
 import onnxsim
 
+from hwopt.guard import phase
 from hwopt.passes.base import Pass, PassContext, PassResult
 from hwopt.passes.registry import register
 
@@ -29,9 +30,10 @@ class Simplify(Pass):
 
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
         proto = ir.serde.serialize_model(model)
-        simplified, _ = onnxsim.simplify(
-            proto, check_n=0, perform_optimization=bool(ctx.options.get("optimize", True))
-        )
+        with phase("onnxsim", "simplify"):
+            simplified, _ = onnxsim.simplify(
+                proto, check_n=0, perform_optimization=bool(ctx.options.get("optimize", True))
+            )
         result = PassResult(model)
         if simplified.graph.SerializeToString() == proto.graph.SerializeToString():
             return result

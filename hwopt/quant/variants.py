@@ -25,7 +25,8 @@ from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, 
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from hwopt.errors import one_line
-from hwopt.output import inside
+from hwopt.guard import phase
+from hwopt.output import inside, quiet_logger
 from hwopt.quant.calibration import SampleReader, SampleSet
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class Quantizer:
         out = self.workdir / f"variant_{self._count}.onnx"
         extra = {"CalibPercentile": _PERCENTILE} if config.calibration == "percentile" else {}
         try:
-            with inside(self.workdir):
+            with phase("INT8 quantization (onnxruntime)", "pass"), inside(self.workdir), quiet_logger():
                 quantize_static(
                     str(self.prepared),
                     str(out),
