@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -28,6 +30,8 @@ from onnx import helper
 from hwopt.errors import InputSpecError
 
 DEFAULT_DIM = 1
+FEED_LIMIT_ENV = "HWOPT_MAX_FEED_MB"
+DEFAULT_MAX_FEED_BYTES = 4 << 30
 
 Dim = int | str | None
 
@@ -200,8 +204,50 @@ def _format_declared(declared: Sequence[Dim]) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in declared) + "]"
 
 
+def max_feed_bytes() -> int:
+    """The most input data hwopt allocates for one set of feeds: HWOPT_MAX_FEED_MB, else 4 GiB.
+    A declared shape of 2^40 elements is refused before numpy tries to allocate it."""
+    text = os.environ.get(FEED_LIMIT_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_FEED_BYTES
+    try:
+        megabytes = float(text)
+    except ValueError:
+        raise InputSpecError(f"{FEED_LIMIT_ENV}: '{text}' is not a number of MB") from None
+    if not megabytes > 0:
+        raise InputSpecError(f"{FEED_LIMIT_ENV}: the limit must be above 0 MB")
+    return int(megabytes * (1 << 20))
+
+
+def check_feed_bytes(nbytes: int, what: str) -> None:
+    """Refuse ``nbytes`` of input data over the limit, before anything is allocated."""
+    limit = max_feed_bytes()
+    if nbytes > limit:
+        raise InputSpecError(
+            f"{what}: {nbytes / (1 << 20):,.0f} MiB of input data is over the {limit / (1 << 20):,.0f} MiB "
+            f"limit (set {FEED_LIMIT_ENV}, or give smaller shapes with --input-shape)"
+        )
+
+
+def array_file_bytes(path: Path) -> int:
+    """The bytes the arrays of a .npy or .npz file take once loaded, from their headers (an
+    archive's member sizes, a .npy header's shape), without reading the data."""
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+        handle.seek(0)
+        if magic.startswith(b"PK"):
+            with zipfile.ZipFile(handle) as archive:
+                return sum(info.file_size for info in archive.infolist())
+        version = np.lib.format.read_magic(handle)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(handle)
+        return math.prod(shape) * dtype.itemsize
+
+
 def generate_feeds(specs: Sequence[InputSpec], seed: int = 0) -> dict[str, np.ndarray]:
     """Deterministic feeds: N(0, 1) floats, small non-negative integers, random booleans."""
+    check_feed_bytes(sum(spec.nbytes for spec in specs), "generated inputs " + ", ".join(
+        f"{spec.name} {'x'.join(map(str, spec.shape)) or 'scalar'}" for spec in specs))
     rng = np.random.default_rng(seed)
     feeds = {}
     for spec in specs:
@@ -227,6 +273,7 @@ def load_feeds(path: str | Path, specs: Sequence[InputSpec]) -> dict[str, np.nda
     path = Path(path)
     by_name = {spec.name: spec for spec in specs}
     try:
+        check_feed_bytes(array_file_bytes(path), str(path))
         if path.suffix == ".npy":
             if len(specs) != 1:
                 raise InputSpecError(f"{path}: a .npy file feeds one input, the model has {len(specs)}")
@@ -234,7 +281,7 @@ def load_feeds(path: str | Path, specs: Sequence[InputSpec]) -> dict[str, np.nda
         else:
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise InputSpecError(f"{path}: cannot read input arrays: {exc}") from exc
     missing = sorted(set(by_name) - set(arrays))
     extra = sorted(set(arrays) - set(by_name))

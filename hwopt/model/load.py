@@ -28,6 +28,7 @@ from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
 from hwopt.errors import ModelLoadError, one_line
+from hwopt.guard import phase
 
 GiB = 1 << 30
 
@@ -133,12 +134,44 @@ def _check_is_model(path: Path, proto: onnx.ModelProto) -> None:
     """Protobuf parses many byte strings into an (empty) message; insist on a real model."""
     if not proto.HasField("graph"):
         raise ModelLoadError(f"{path}: not an ONNX model (no graph)")
+    bad = _first_non_utf8(proto)
+    if bad is not None:
+        raise ModelLoadError(f"{path}: invalid model: a {bad} is not valid UTF-8 ({_BAD_TEXT_NOTE})")
     if proto.ir_version <= 0:
         raise ModelLoadError(f"{path}: not an ONNX model (no IR version)")
     if not proto.opset_import:
         raise ModelLoadError(f"{path}: not an ONNX model (no opset imports)")
     if not proto.graph.output:
         raise ModelLoadError(f"{path}: graph has no outputs")
+
+
+_BAD_TEXT_NOTE = "ONNX strings must be UTF-8; onnx and onnx-ir cannot write this model back"
+
+
+def _first_non_utf8(message) -> str | None:
+    """The first string field holding bytes that are not UTF-8 ("node.name", say), or None.
+
+    Python's protobuf hands such a field back as ``bytes``. Only message fields are walked
+    into, so numeric and raw-data payloads are never iterated.
+    """
+    for field, value in message.ListFields():
+        repeated = _is_repeated(field)
+        if field.type == field.TYPE_STRING:
+            values = value if repeated else [value]
+            if any(isinstance(v, bytes) for v in values):
+                return f"{message.DESCRIPTOR.name}.{field.name}"
+        elif field.type == field.TYPE_MESSAGE:
+            for item in value if repeated else [value]:
+                found = _first_non_utf8(item)
+                if found is not None:
+                    return found
+    return None
+
+
+def _is_repeated(field) -> bool:
+    # protobuf 6 has is_repeated; older releases only the label.
+    flag = getattr(field, "is_repeated", None)
+    return bool(flag) if flag is not None else field.label == field.LABEL_REPEATED
 
 
 def iter_all_tensors(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
@@ -163,13 +196,41 @@ def _node_tensors(node: onnx.NodeProto) -> Iterator[onnx.TensorProto]:
         if attr.HasField("t"):
             yield attr.t
         yield from attr.tensors
-        if attr.HasField("sparse_tensor"):
-            yield attr.sparse_tensor.values
-            yield attr.sparse_tensor.indices
+        for sparse in _attribute_sparse(attr):
+            yield sparse.values
+            yield sparse.indices
         if attr.HasField("g"):
             yield from _graph_tensors(attr.g)
         for graph in attr.graphs:
             yield from _graph_tensors(graph)
+
+
+def iter_sparse_tensors(proto: onnx.ModelProto) -> Iterator[onnx.SparseTensorProto]:
+    """Every sparse tensor (whose dense shape a Constant or a runtime may materialize)."""
+
+    def in_graph(graph: onnx.GraphProto) -> Iterator[onnx.SparseTensorProto]:
+        yield from graph.sparse_initializer
+        for node in graph.node:
+            yield from in_node(node)
+
+    def in_node(node: onnx.NodeProto) -> Iterator[onnx.SparseTensorProto]:
+        for attr in node.attribute:
+            yield from _attribute_sparse(attr)
+            if attr.HasField("g"):
+                yield from in_graph(attr.g)
+            for graph in attr.graphs:
+                yield from in_graph(graph)
+
+    yield from in_graph(proto.graph)
+    for function in proto.functions:
+        for node in function.node:
+            yield from in_node(node)
+
+
+def _attribute_sparse(attr: onnx.AttributeProto) -> Iterator[onnx.SparseTensorProto]:
+    if attr.HasField("sparse_tensor"):
+        yield attr.sparse_tensor
+    yield from attr.sparse_tensors
 
 
 def tensor_nbytes(tensor: onnx.TensorProto) -> int | None:
@@ -209,6 +270,15 @@ def check_tensor_sizes_and_locations(
                 f"tensor '{tensor.name}' has {len(tensor.raw_data)} bytes of data but its dims "
                 f"{list(tensor.dims)} need {nbytes}"
             )
+    for sparse in iter_sparse_tensors(proto):
+        if any(d < 0 for d in sparse.dims):
+            raise ModelLoadError(f"sparse tensor '{sparse.values.name}' has a negative dimension {list(sparse.dims)}")
+        elements = math.prod(sparse.dims)
+        if elements > limits.max_tensor_elements:
+            raise ModelLoadError(
+                f"sparse tensor '{sparse.values.name}' has a dense shape of {elements} elements, over the "
+                f"limit of {limits.max_tensor_elements}"
+            )
     return external_files
 
 
@@ -220,6 +290,8 @@ def _check_external_location(
     name = tensor.name
     if not location:
         raise ModelLoadError(f"tensor '{name}': external data without a location")
+    if "\0" in location:
+        raise ModelLoadError(f"tensor '{name}': external data path {location!r} contains a NUL byte")
     if os.path.isabs(location) or location.startswith(("/", "\\")) or ":" in location:
         raise ModelLoadError(f"tensor '{name}': external data path '{location}' is absolute")
     candidate = base / location
@@ -266,7 +338,8 @@ def check_model_structure(model: onnx.ModelProto | Path, path: Path | None = Non
     """Run onnx's checker (without the full shape-inference check, which passes run later)."""
     where = f"{path}: " if path else ""
     try:
-        onnx.checker.check_model(model if isinstance(model, onnx.ModelProto) else str(model))
+        with phase("onnx checker", "shape_inference"):
+            onnx.checker.check_model(model if isinstance(model, onnx.ModelProto) else str(model))
     except onnx.checker.ValidationError as exc:
         raise ModelLoadError(f"{where}invalid model: {one_line(exc)}") from exc
     except ValueError as exc:  # e.g. models over 2 GiB with inline data

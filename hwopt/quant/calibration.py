@@ -33,7 +33,7 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
 from hwopt.errors import InputSpecError, one_line
-from hwopt.model.inputs import InputSpec, generate_feeds
+from hwopt.model.inputs import InputSpec, array_file_bytes, check_feed_bytes, generate_feeds
 from hwopt.quant.images import IMAGE_SUFFIXES, ImageSpec, load_image
 
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -248,6 +248,7 @@ def _read_arrays(path: Path, specs: Sequence[InputSpec]) -> dict[str, np.ndarray
     as what it is rather than failing inside numpy.
     """
     try:
+        check_feed_bytes(array_file_bytes(path), str(path))
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
             if len(specs) != 1:
