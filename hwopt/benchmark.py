@@ -42,6 +42,7 @@ from hwopt.bench import (
     measure_latency,
 )
 from hwopt.errors import InputSpecError, ModelLoadError, UsageError, one_line
+from hwopt.guard import phase
 from hwopt.hostinfo import HostInfo, host_info
 from hwopt.memory.probe import MeasurementFailed, SessionMemory, measure_session_memory
 from hwopt.model.inputs import (
@@ -569,9 +570,9 @@ def _open_session(v: _Variant) -> None:
         session = create_session(v.model_path, {**v.info.session_options, "config_entries": entries},
                                  v.providers, base_dir=v.base_dir)
     except ORT_ERRORS as exc:
-        v.info.available = False
-        v.info.availability_reason = f"onnxruntime cannot create the session: {one_line(exc)}"
-        return
+        # The provider is here, so the model is what fails: that is bad input, not a host
+        # that lacks something.
+        raise ModelLoadError(f"{v.label}: onnxruntime cannot create the session: {one_line(exc)}") from exc
     active = session.get_providers()
     v.info.active_providers = list(active)
     if not active or active[0] != v.providers[0][0]:
@@ -766,6 +767,9 @@ def benchmark(paths: Sequence[Path], options: BenchOptions) -> BenchReport:
         _open_session(v)
     batches = [_time(variants, feed_set, options) for feed_set in feed_sets]
     for v in variants:
+        runs = [batch.run_of(v.label) for batch in batches]
+        if v.session is not None and all(run.stats is None for run in runs):
+            raise ModelLoadError(f"{v.label}: does not run: {runs[0].not_measured}")
         v.session = None  # free the timing sessions before the memory probes start theirs
     if options.memory:
         _measure_memory(variants, feed_sets, batches)
@@ -792,8 +796,10 @@ def _time(variants: Sequence[_Variant], feed_set: _FeedSet, options: BenchOption
         try:
             runner, v.info.io_binding = make_runner(v.session, feed_set.feeds)
             # One run before timing: a model that cannot run at this batch size (a batch baked
-            # into a Reshape, say) is reported, not allowed to abort the others.
-            runner()
+            # into a Reshape, say) is reported, not allowed to abort the others. Every later run
+            # repeats it on the same feeds, so a run that never ends is stopped here.
+            with phase(f"{v.label} at batch {feed_set.batch}", "run"):
+                runner()
         except ORT_ERRORS as exc:
             runs[v.label].not_measured = f"run failed at batch {feed_set.batch}: {one_line(exc)}"
             continue

@@ -106,7 +106,7 @@ class RewriteRulePass(Pass):
         counts: collections.Counter[str] = collections.Counter()
         for _ in range(MAX_ROUNDS):
             fired = 0
-            for rule in rules:
+            for rule in applicable(rules, model):
                 n = RewriteRuleSet([rule]).apply_to_model(model)
                 counts[rule.name or "rule"] += n
                 fired += n
@@ -116,9 +116,39 @@ class RewriteRulePass(Pass):
         if result.changed:
             _remove_constants(model, [c for c in unused_constants(model) if c not in unused_before])
         recorder = DeclineRecorder()
-        RewriteRuleSet(rules).apply_to_model(model, tracer=recorder)
+        candidates = applicable(rules, model)
+        if candidates:
+            RewriteRuleSet(candidates).apply_to_model(model, tracer=recorder)
         result.declined = recorder.declined
         return result
+
+
+def applicable(rules: Sequence[RewriteRule], model: ir.Model) -> list[RewriteRule]:
+    """The rules whose pattern's output operators occur in the model. The rewriter tries
+    every rule at every node; on a 10,000-node graph, skipping the rules that cannot match is
+    the difference between seconds and minutes."""
+    present = {(_domain(node.domain), node.op_type) for graph in model.graphs() for node in graph}
+    return [rule for rule in rules if _required_ops(rule) <= present]
+
+
+def _required_ops(rule: RewriteRule) -> set[tuple[str, str]]:
+    """The operators of the pattern's output nodes, which every match contains. (Inner nodes
+    may be alternatives of an OrValue, so they are not all required.) The target pattern is
+    not public API: a rule whose pattern cannot be read requires nothing, and is kept."""
+    required: set[tuple[str, str]] = set()
+    try:
+        for node in rule._target_pattern.output_nodes:
+            identifier = node.op_identifier()
+            if identifier is None or not all(isinstance(part, str) for part in identifier[:2]):
+                return set()
+            required.add((_domain(identifier[0]), identifier[1]))
+    except (AttributeError, TypeError):
+        return set()
+    return required
+
+
+def _domain(domain: str) -> str:
+    return "" if domain in ("", "ai.onnx") else domain
 
 
 def unused_constants(model: ir.Model) -> list[tuple[ir.Graph, ir.Node | ir.Value]]:
