@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hwopt-installed
 SAMPLES := $(addprefix sample_models/,mobilenetv2_tiny.onnx resnext_tiny.onnx shufflenet_tiny.onnx inception_tiny.onnx transformer_tiny.onnx)
 
-.PHONY: demo test lint bench models install clean
+.PHONY: demo test lint bench fuzz models install clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "hwopt needs Python >= 3.10")'
@@ -41,6 +41,15 @@ bench: install models $(BENCH_STAMP)
 	$(PY) bench/compare_passes.py
 	$(PY) bench/memory.py
 	$(PY) bench/quantize.py
+
+# Thousands of mutated sample models through every command (tests/test_fuzz.py), new ones each
+# run, then the whole hostile-model corpus including its minutes-long cases. Counts go to
+# bench/results/fuzz.json.
+FUZZ_EXAMPLES ?= 2500
+fuzz: install models
+	HWOPT_FUZZ_RANDOM=1 HWOPT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HWOPT_FUZZ_REPORT=bench/results/fuzz.json \
+		$(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz.py
+	HWOPT_FULL_CORPUS=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_robustness.py
 
 clean:
 	rm -rf build .pytest_cache

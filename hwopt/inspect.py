@@ -290,7 +290,7 @@ def hardware_fit_notes(
         if node.op_type != "Conv" or node.domain not in ("", "ai.onnx"):
             continue
         w = _shape(info, node.input[1])
-        if w is None:
+        if w is None or len(w) < 3:  # a malformed model; the checks that run it report it
             continue
         group = _attr_int(node, "group", 1)
         out_channels, in_channels = w[0], w[1] * group

@@ -130,6 +130,14 @@ def _read_model_file(path: Path, limits: LoadLimits) -> bytes:
         raise ModelLoadError(f"{path}: cannot read: {exc.strerror}") from exc
 
 
+def _maps_to_numpy(elem_type: int) -> bool:
+    try:
+        onnx.helper.tensor_dtype_to_np_dtype(elem_type)
+    except (KeyError, ValueError):
+        return False
+    return True
+
+
 def _check_is_model(path: Path, proto: onnx.ModelProto) -> None:
     """Protobuf parses many byte strings into an (empty) message; insist on a real model."""
     if not proto.HasField("graph"):
@@ -143,8 +151,15 @@ def _check_is_model(path: Path, proto: onnx.ModelProto) -> None:
         raise ModelLoadError(f"{path}: not an ONNX model (no opset imports)")
     if not proto.graph.output:
         raise ModelLoadError(f"{path}: graph has no outputs")
+    for value in proto.graph.input:
+        if value.type.HasField("tensor_type") and value.type.tensor_type.elem_type not in _ELEM_TYPES:
+            raise ModelLoadError(f"{path}: invalid model: input '{value.name}' has element type "
+                                 f"{value.type.tensor_type.elem_type}, which ONNX does not define")
 
 
+# Every element type this onnx knows how to map to numpy.
+_ELEM_TYPES = frozenset(v for v in onnx.TensorProto.DataType.values() if v != onnx.TensorProto.UNDEFINED
+                        and _maps_to_numpy(v))
 _BAD_TEXT_NOTE = "ONNX strings must be UTF-8; onnx and onnx-ir cannot write this model back"
 
 

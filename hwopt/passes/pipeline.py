@@ -29,6 +29,7 @@ import onnx_ir as ir
 from hwopt.errors import ConfigError, one_line
 from hwopt.guard import phase
 from hwopt.model.stats import model_stats
+from hwopt.output import quiet_logger
 from hwopt.passes.base import Declined, Pass, PassContext, default_opset
 from hwopt.verify import (
     VerificationFailed,
@@ -120,7 +121,8 @@ class Pipeline:
         for pass_ in self.passes:
             options = {**pass_.option_defaults, **self.pass_options.get(pass_.name, {})}
             pass_ctx = dataclasses.replace(ctx, options=options)
-            with phase(f"pass {pass_.name}", "pass"):
+            # onnx_ir logs its own failures (with tracebacks) on stderr; the record says why.
+            with phase(f"pass {pass_.name}", "pass"), quiet_logger("onnx_ir"):
                 record, current, outputs = self._run_one(pass_, current, outputs, pass_ctx, feeds, noise)
             records.append(record)
             log.info("pass %s: %s %s", record.name, record.status, record.reason or "")
