@@ -5,6 +5,7 @@ The library API mirrors the command line::
     import hwopt
     report = hwopt.optimize("model.onnx", hwopt.OptimizeOptions(targets=["cpu"], output_dir="build"))
     info = hwopt.inspect_model("model.onnx")
+    best = hwopt.tune("model.onnx", hwopt.TuneOptions(target="cpu", budget_seconds=300)).best
 
 Names are imported on first use, so ``import hwopt`` (and ``hwopt --help``) stay fast.
 """
@@ -21,6 +22,8 @@ _EXPORTS = {
     "OptimizeOptions": "hwopt.optimize",
     "optimize": "hwopt.optimize",
     "inspect_model": "hwopt.inspect",
+    "TuneOptions": "hwopt.tune",
+    "tune": "hwopt.tune",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -397,6 +397,94 @@ def quantize(
 
 @app.command()
 @handle_errors
+def tune(
+    model: Annotated[Path, typer.Argument(help="The ONNX model to tune (never modified).")],
+    target: Annotated[str, typer.Option("--target", "-t", help="One target: cpu, cuda, tensorrt or gpu.")] = "cpu",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Output folder: the best build and the reports "
+                                  "(default: ./<model>.tune).")
+    ] = None,
+    budget_minutes: Annotated[
+        float, typer.Option("--budget-minutes", min=0.05, help="Time for the whole search (default 5).")
+    ] = 5.0,
+    max_accuracy_drop: AccuracyOpt = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted search from the output folder's results.")
+    ] = False,
+    recipes: Annotated[
+        str | None, typer.Option("--recipes", help="Only these model recipes, comma-separated (see tune.json).")
+    ] = None,
+    variants: Annotated[
+        str | None, typer.Option("--variants", help="Only these session variants, comma-separated.")
+    ] = None,
+    memory: Annotated[
+        bool, typer.Option("--memory/--no-memory", help="Measure peak RSS of the finalists (fresh processes).")
+    ] = True,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config; flags win.")] = None,
+    input_shape: InputShapeOpt = None,
+    inputs: Annotated[
+        Path | None, typer.Option("--inputs", help="Feeds for checks and timing: .npz (one array per input).")
+    ] = None,
+    calib: CalibOpt = None,
+    calib_samples: CalibSamplesOpt = None,
+    target_option: TargetOptionOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Search pass pipelines, precisions and session options for one target within a time and
+    an accuracy budget; write the best build, every candidate's numbers and the Pareto fronts.
+
+    Ctrl-C stops the search and keeps the best build measured so far; --resume continues.
+
+    [bold]Examples[/bold]
+
+      hwopt tune model.onnx --target cpu --budget-minutes 5 -o tuned/
+
+      hwopt tune model.onnx --calib calib/ --max-accuracy-drop 0.01 --json > tune.json
+    """
+    from hwopt.report.render import render_console
+    from hwopt.tune import TuneOptions
+    from hwopt.tune import tune as run_tune
+
+    base = _optimize_options(config, target, output, input_shape, inputs, None, None, None, False, None,
+                             None, False, calib, calib_samples, None, max_accuracy_drop)
+    _apply_target_flags(base, target_option, False, False, None, None, None, None, None)
+    options = TuneOptions(target=target, output_dir=output, budget_seconds=budget_minutes * 60, base=base,
+                          resume=resume, recipes=_split_csv(recipes), variants=_split_csv(variants), memory=memory)
+    with stdout_reserved_for_json(json_out) as emit, _tune_progress(quiet or json_out) as progress:
+        report = run_tune(model, options, progress)
+        if json_out:
+            emit(report.to_dict())
+    if not json_out:
+        render_console(report.document(), _console(quiet))
+    if report.interrupted.startswith("interrupted"):
+        raise KeyboardInterrupt
+    if report.interrupted:
+        raise guard.Terminated
+
+
+@contextlib.contextmanager
+def _tune_progress(hidden: bool) -> Iterator[Callable[[Any], None] | None]:
+    """A progress bar on stderr (a terminal only): candidates done, best so far, time left."""
+    if hidden or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    with Progress(TextColumn("[bold]tune"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TextColumn("{task.description}"), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("starting", total=1)
+
+        def update(p) -> None:
+            best = f"best {p.best} {p.best_ratio:.2f}x" if p.best and p.best_ratio else "no result yet"
+            bar.update(task, completed=p.done, total=p.total,
+                       description=f"{best} | {p.seconds_left:.0f} s left | {p.step}")
+
+        yield update
+
+
+@app.command()
+@handle_errors
 def bench(
     models: Annotated[list[Path], typer.Argument(help="Model files and/or build folders, benchmarked together.")],
     batch: Annotated[

@@ -108,6 +108,8 @@ class OptimizeOptions:
     benchmark: bool = True
     bench: BenchConfig = BenchConfig()
     seed: int = 0
+    # Session options over the target's (hwopt tune writes the ones it found this way).
+    session_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: Config) -> OptimizeOptions:
@@ -151,7 +153,7 @@ def default_output_dir(model_path: Path) -> Path:
 
 
 @dataclasses.dataclass
-class _Run:
+class Checks:
     """What every target of one run shares: the model, its feeds and reference outputs."""
 
     loaded: LoadedModel
@@ -195,7 +197,7 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> 
         check_names(options.passes, "--passes")
     check_names(options.skip_passes, "--skip-pass")
     check_names(list(options.pass_options), "[passes] options")
-    run, feeds_source, batch_note = _prepare(loaded, options)
+    run, feeds_source, batch_note = prepare_checks(loaded, options)
 
     out_dir = prepare_output_dir(
         options.output_dir or default_output_dir(model_path),
@@ -272,7 +274,9 @@ def check_outcome(report: OptimizeReport, options: OptimizeOptions) -> None:
             )
 
 
-def _prepare(loaded: LoadedModel, options: OptimizeOptions) -> tuple[_Run, str, str | None]:
+def prepare_checks(loaded: LoadedModel, options: OptimizeOptions) -> tuple[Checks, str, str | None]:
+    """Feeds for the checks (batch 1, and 2 where the batch is dynamic) and the original's
+    outputs on them; also the feeds' source and a note when batch 2 could not run."""
     specs, feeds, feeds_source = _inputs_and_feeds(loaded, options)
     try:
         reference = run_model(loaded.proto, feeds)
@@ -286,7 +290,7 @@ def _prepare(loaded: LoadedModel, options: OptimizeOptions) -> tuple[_Run, str, 
             check_feeds.append(batch2)
         except VerificationFailed as exc:
             batch_note = f"passes were checked at one batch size only: the original does not run at batch 2 ({exc})"
-    run = _Run(loaded, specs, check_feeds, references, rounding_noise(loaded.proto, check_feeds), options)
+    run = Checks(loaded, specs, check_feeds, references, rounding_noise(loaded.proto, check_feeds), options)
     return run, feeds_source, batch_note
 
 
@@ -311,6 +315,10 @@ def _choose_passes(target: Target, options: OptimizeOptions) -> list[str]:
     return [name for name in names if name not in set(options.skip_passes)]
 
 
+def session_options_for(target: Target, options: OptimizeOptions) -> dict[str, Any]:
+    return {**target.session_options(), **options.session_overrides}
+
+
 def _target_precision(target: Target, requested: str) -> str:
     """The precision a target builds for the requested one (``auto``: CPU measures; the GPU
     targets build FP16, their fast path)."""
@@ -322,7 +330,7 @@ def _target_precision(target: Target, requested: str) -> str:
     return requested
 
 
-def _build_for_target(run: _Run, target: Target, build_dir: Path) -> tuple[BuildReport, dict]:
+def _build_for_target(run: Checks, target: Target, build_dir: Path) -> tuple[BuildReport, dict]:
     """Build, write and measure one target; return its report and the manifest, which the
     caller writes last."""
     options = run.options
@@ -334,7 +342,7 @@ def _build_for_target(run: _Run, target: Target, build_dir: Path) -> tuple[Build
     if target.name == "cpu" and precision in ("auto", "int8") and availability.available:
         stage = dataclasses.replace(options.precision, mode=precision)
         precision_report, model = run_precision_stage(
-            result.model, run.specs, stage, target.session_options(), target.providers(),
+            result.model, run.specs, stage, session_options_for(target, options), target.providers(),
             bench_seconds=options.bench.target_seconds, seed=options.seed,
         )
     calibration = None
@@ -349,7 +357,7 @@ def _build_for_target(run: _Run, target: Target, build_dir: Path) -> tuple[Build
     outputs = result.outputs if model is result.model else [run_model(model, f) for f in run.feeds]
     model_files = save_model_atomic(model, build_dir / MODEL_FILE)
 
-    session_options = target.session_options()
+    session_options = session_options_for(target, options)
     providers = list(target.providers())
     if options.no_fallback and providers[0][0] != "CPUExecutionProvider":
         # onnxruntime refuses a CPU provider listed explicitly together with the no-fallback
@@ -424,7 +432,7 @@ def _partition(build_dir: Path, providers, session_options) -> Partition:
     )
 
 
-def _memory_report(run: _Run, target: Target, model: onnx.ModelProto, result: PipelineResult,
+def _memory_report(run: Checks, target: Target, model: onnx.ModelProto, result: PipelineResult,
                    build_dir: Path, providers, session_options, availability) -> MemoryReport:
     report = MemoryReport(
         original=analyze_memory(run.loaded.proto, run.specs, feeds=run.feeds[0]),

@@ -27,6 +27,7 @@ from hwopt.errors import OutputError
 INLINE_MODEL_LIMIT = (2 << 30) - (64 << 20)
 MANIFEST = "build.json"
 REPORT_JSON = "report.json"
+TUNE_RESULTS = "tune-results.jsonl"
 
 
 def file_sha256(path: Path) -> str:
@@ -99,6 +100,13 @@ def _is_previous_output(folder: Path) -> bool:
     """True for a folder hwopt wrote before: it holds a manifest or an hwopt report."""
     if (folder / MANIFEST).is_file():
         return True
+    results = folder / TUNE_RESULTS
+    if results.is_file():  # an interrupted hwopt tune, before it wrote a build
+        try:
+            with open(results, encoding="utf-8") as handle:
+                return json.loads(handle.readline())["header"]["schema"].startswith("hwopt.")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return False
     report = folder / REPORT_JSON
     if report.is_file():
         try:

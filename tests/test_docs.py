@@ -27,11 +27,12 @@ def _cli_options() -> dict[str, set[str]]:
     return options
 
 
-def test_readme_documents_every_optimize_option() -> None:
+def test_readme_documents_every_optimize_and_tune_option() -> None:
     readme = (ROOT / "README.md").read_text()
-    missing = sorted(opt for opt in _cli_options()["optimize"] - {"--help"} if f"`{opt}" not in readme
-                     and f"{opt}`" not in readme and f"`{opt.replace('--no-', '--')}" not in readme)
-    assert not missing, f"README.md does not document: {', '.join(missing)}"
+    for command in ("optimize", "tune"):
+        missing = sorted(opt for opt in _cli_options()[command] - {"--help"} if f"`{opt}" not in readme
+                         and f"{opt}`" not in readme and f"`{opt.replace('--no-', '--')}" not in readme)
+        assert not missing, f"README.md does not document these {command} options: {', '.join(missing)}"
 
 
 def test_readme_mentions_no_option_the_cli_lacks() -> None:

@@ -1,0 +1,569 @@
+"""The search behind ``hwopt tune``: spend the time budget where it pays.
+
+1. Build the cheap recipes (the input as is, hwopt's FP32 pipeline with and without reorder)
+   through ``hwopt.optimize``, so each is verified like any build, and cache each build by a
+   hash of everything that decides it.
+2. Race them, interleaved, with the *anchor* (the input under onnxruntime's default options)
+   in every race: a candidate's score is its p50 over the anchor's p50 in the same race,
+   which keeps scores from different races comparable on a noisy host. A candidate's first
+   run is also its accuracy check against the original's outputs; over budget is rejected.
+3. Build the expensive recipe (INT8: calibration and hwopt's own variant search) while time
+   remains, and race it against the incumbent.
+4. Cross the two best recipes with every session-option variant and run successive halving:
+   short races first, the slowest two thirds stopped after each, the rest raced longer.
+5. A final, longer race of the finalists and the baselines (the anchor, hwopt optimize's
+   defaults): the numbers the report shows. Then peak memory of those, each in a fresh
+   process, while the budget lasts.
+
+Every candidate's result is appended to ``tune-results.jsonl`` as it is measured, so an
+interrupted run (Ctrl-C, SIGTERM) keeps what it measured, writes the best build so far, and
+``--resume`` continues from the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwopt import guard
+from hwopt.bench import BenchConfig, LatencyStats, bench_session_options, measure_latency
+from hwopt.errors import TargetUnavailable, UsageError, one_line
+from hwopt.memory.probe import MeasurementFailed, measure_session_memory
+from hwopt.model.inputs import save_npz
+from hwopt.model.load import load_model
+from hwopt.optimize import OptimizeOptions, optimize, prepare_checks, session_options_for, versions
+from hwopt.output import MANIFEST, REPORT_JSON, TUNE_RESULTS, prepare_output_dir
+from hwopt.quant.accuracy import AccuracyResult, compare
+from hwopt.session import ORT_ERRORS, create_session
+from hwopt.targets import get_target
+from hwopt.targets.base import Target
+from hwopt.tune.space import (
+    HWOPT,
+    ORIGINAL,
+    ORT_DEFAULTS,
+    TARGET_DEFAULTS,
+    Recipe,
+    SessionVariant,
+    recipes,
+    session_variants,
+)
+
+RESULTS_FILE = TUNE_RESULTS
+RESULTS_SCHEMA = "hwopt.tune-results/1"
+CACHE_DIR = ".tune-cache"
+ANCHOR = f"{ORIGINAL}/{ORT_DEFAULTS}"
+ETA = 3  # successive halving keeps a third of the candidates after each rung
+FINALISTS = 3
+
+
+@dataclasses.dataclass
+class TuneOptions:
+    """What ``hwopt tune`` can be told; ``base`` carries the shared optimize options (input
+    shapes, feeds, calibration, accuracy budget, target options, seed)."""
+
+    target: str = "cpu"
+    output_dir: Path | None = None
+    budget_seconds: float = 300.0
+    base: OptimizeOptions = dataclasses.field(default_factory=OptimizeOptions)
+    resume: bool = False
+    recipes: Sequence[str] | None = None  # restrict the space (names from hwopt.tune.space)
+    variants: Sequence[str] | None = None
+    memory: bool = True
+
+
+@dataclasses.dataclass
+class Candidate:
+    """One (recipe, session variant) pair and what the search learned about it."""
+
+    recipe: str
+    variant: str
+    status: str = "pending"  # pending | measured | stopped | rejected | failed
+    reason: str = ""
+    rung: int = -1  # the last race it ran in: 0 first race, higher = longer races
+    ratio: float | None = None  # p50 / the anchor's p50 in its last race
+    stats: LatencyStats | None = None  # its last race
+    final: bool = False  # its numbers come from the final race
+    accuracy: AccuracyResult | None = None
+    memory_bytes: int | None = None
+    size_bytes: int | None = None
+    found_at_s: float | None = None  # seconds into the search when it was first timed
+    session_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    providers: list[tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return f"{self.recipe}/{self.variant}"
+
+    @property
+    def usable(self) -> bool:
+        return self.status in ("measured", "stopped") and self.ratio is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "recipe": self.recipe, "variant": self.variant, "status": self.status,
+            "reason": self.reason, "rung": self.rung, "ratio": self.ratio, "final": self.final,
+            "latency": self.stats.to_dict() if self.stats else None,
+            "accuracy": self.accuracy.to_dict() if self.accuracy else None,
+            "memory_bytes": self.memory_bytes, "size_bytes": self.size_bytes, "found_at_s": self.found_at_s,
+            "session_options": self.session_options,
+            "providers": [{"name": n, "options": o} for n, o in self.providers],
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Take back what an earlier, interrupted run measured (``--resume``)."""
+        self.status, self.reason, self.rung = data["status"], data["reason"], data["rung"]
+        self.ratio, self.found_at_s = data["ratio"], data["found_at_s"]
+        self.memory_bytes, self.size_bytes = data["memory_bytes"], data["size_bytes"]
+        if data.get("latency"):
+            lat = data["latency"]
+            self.stats = LatencyStats(**{k: lat[k] for k in (
+                "runs", "mean_ms", "std_ms", "min_ms", "p50_ms", "p90_ms", "p99_ms", "batch")})
+        if data.get("accuracy"):
+            self.accuracy = AccuracyResult(**data["accuracy"])
+
+
+@dataclasses.dataclass
+class Built:
+    """A recipe's build folder (a complete ``hwopt optimize`` build) and what it reported."""
+
+    recipe: Recipe
+    folder: Path
+    report: dict[str, Any]
+    manifest: dict[str, Any]
+
+    @property
+    def model_path(self) -> Path:
+        return self.folder / self.manifest["model"]
+
+    @property
+    def model_sha256(self) -> str:
+        return self.manifest["files"][self.manifest["model"]]
+
+    @property
+    def report_build(self) -> dict[str, Any]:
+        return self.report["builds"][0]
+
+
+@dataclasses.dataclass
+class Progress:
+    """What a progress display shows after each step."""
+
+    done: int
+    total: int
+    best: str | None
+    best_ratio: float | None
+    seconds_left: float
+    step: str
+
+
+class Tuner:
+    def __init__(self, model_path: Path, options: TuneOptions,
+                 on_progress: Callable[[Progress], None] | None = None):
+        self.model_path = Path(model_path)
+        self.options = options
+        self.on_progress = on_progress or (lambda p: None)
+        self.candidates: dict[str, Candidate] = {}
+        self.built: dict[str, Built] = {}
+        self.recipe_notes: dict[str, str] = {}
+        self.sessions: dict[str, Any] = {}
+        self.timeline: list[tuple[float, str, float]] = []  # (seconds, best id, best ratio)
+        self.interrupted = ""
+        self.start = time.monotonic()
+        self.elapsed_before = 0.0  # seconds an earlier, resumed run spent
+
+    # --- set-up ----------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        opts = self.options
+        self.target: Target = get_target(opts.target, opts.base.target_options.get(opts.target))
+        availability = self.target.availability()
+        if not availability.available:
+            raise TargetUnavailable(f"hwopt tune times every candidate on this host, and target "
+                                    f"{self.target.name} is not available here: {availability.reason}")
+        self.recipes = {r.name: r for r in recipes(self.target) if opts.recipes is None or r.name in opts.recipes}
+        self.variants = {v.name: v for v in session_variants(self.target)
+                         if opts.variants is None or v.name in opts.variants or v.name in (TARGET_DEFAULTS, ORT_DEFAULTS)}
+        if opts.recipes is not None:
+            unknown = sorted(set(opts.recipes) - set(self.recipes))
+            if unknown:
+                known = ", ".join(r.name for r in recipes(self.target))
+                raise UsageError(f"unknown recipe(s) {', '.join(unknown)} for target {self.target.name}; known: {known}")
+        if opts.variants is not None:
+            unknown = sorted(set(opts.variants) - set(self.variants))
+            if unknown:
+                known = ", ".join(v.name for v in session_variants(self.target))
+                raise UsageError(f"unknown session variant(s) {', '.join(unknown)} for target {self.target.name}; "
+                                 f"known: {known}")
+        opts.base.precision.validate()
+        self.loaded = load_model(self.model_path)
+        base = dataclasses.replace(opts.base, targets=(self.target.name,), benchmark=False)
+        self.checks, self.feeds_source, _ = prepare_checks(self.loaded, base)
+        self.out_dir = prepare_output_dir(
+            opts.output_dir or Path.cwd() / f"{self.model_path.stem}.tune",
+            protected=[self.model_path, *(self.model_path.parent / f for f in self.loaded.external_files)],
+        )
+        self.recipes.setdefault(ORIGINAL, next(r for r in recipes(self.target) if r.name == ORIGINAL))
+        self.results = ResultsLog(self.out_dir / RESULTS_FILE, self._header(), resume=opts.resume)
+        for data in self.results.previous:
+            c = self._candidate(data["recipe"], data["variant"])
+            c.restore(data)
+        self.elapsed_before = self.results.previous_elapsed
+
+    def _header(self) -> dict[str, Any]:
+        base = self.options.base
+        return {
+            "schema": RESULTS_SCHEMA,
+            "source_sha256": self.loaded.sha256,
+            "target": self.target.name,
+            "input_shapes": {k: list(v) for k, v in base.input_shapes.items()},
+            "budget": base.precision.budget.to_dict(),
+            "versions": versions(),
+        }
+
+    def _candidate(self, recipe: str, variant: str) -> Candidate:
+        key = f"{recipe}/{variant}"
+        if key not in self.candidates:
+            v = self.variants.get(variant) or SessionVariant(variant, "")
+            self.candidates[key] = Candidate(
+                recipe, variant,
+                session_options=v.apply(session_options_for(self.target, self.options.base)),
+                providers=v.providers(self.target.providers()),
+            )
+        return self.candidates[key]
+
+    # --- time ------------------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.start
+
+    def left(self) -> float:
+        return self.options.budget_seconds - self.elapsed()
+
+    def _report_progress(self, step: str) -> None:
+        best = self.best()
+        done = sum(1 for c in self.candidates.values() if c.status != "pending")
+        total = max(len(self.candidates), len(self.recipes) * len(self.variants) // 2 or 1)
+        self.on_progress(Progress(done, total, best.id if best else None, best.ratio if best else None,
+                                  max(self.left(), 0.0), step))
+
+    # --- the search ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """The whole search; Ctrl-C or SIGTERM ends it early with what was measured."""
+        try:
+            self._search()
+        except (KeyboardInterrupt, guard.Terminated) as exc:
+            self.interrupted = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else "terminated"
+        finally:
+            self.sessions.clear()
+
+    def _search(self) -> None:
+        cheap = [r for r in self.recipes.values() if r.cost < 2]
+        expensive = [r for r in self.recipes.values() if r.cost >= 2]
+        for recipe in cheap:
+            self._build(recipe)
+        first = [self._candidate(ORIGINAL, ORT_DEFAULTS)] + [
+            self._candidate(name, TARGET_DEFAULTS) for name in self.built]
+        first_seconds = self._rung_seconds(len(first), share=0.08)
+        self._race([c for c in first if c.status == "pending"] or [], first_seconds, rung=0)
+        for recipe in expensive:
+            cached = (self.out_dir / CACHE_DIR / self._cache_key(recipe) / MANIFEST).is_file()
+            if not cached and self.left() < 0.35 * self.options.budget_seconds:
+                self.recipe_notes[recipe.name] = "not built: too little of the time budget left"
+                continue
+            if self._build(recipe):
+                self._race([self._candidate(recipe.name, TARGET_DEFAULTS)], first_seconds, rung=0,
+                           against=self._leaders(1))
+        self._halving()
+        self._final_race()
+        if self.options.memory:
+            self._measure_memory()
+        for c in self.candidates.values():
+            if c.status == "pending":
+                c.status, c.reason = "not run", "the time budget ran out first"
+
+    def _rung_seconds(self, count: int, share: float) -> float:
+        """Seconds per candidate for a race of ``count`` that may take ``share`` of the budget."""
+        return max(0.05, min(2.0, share * self.options.budget_seconds / max(count, 1)))
+
+    def _leaders(self, k: int) -> list[Candidate]:
+        ranked = sorted((c for c in self.candidates.values() if c.usable), key=lambda c: c.ratio)
+        return ranked[:k]
+
+    def best(self) -> Candidate | None:
+        finals = [c for c in self.candidates.values() if c.usable and c.final]
+        pool = finals or [c for c in self.candidates.values() if c.usable]
+        return min(pool, key=lambda c: c.ratio, default=None)
+
+    def _halving(self) -> None:
+        recipes_ranked = []
+        for c in self._leaders(len(self.candidates)):
+            if c.recipe not in recipes_ranked and c.recipe != ORIGINAL:
+                recipes_ranked.append(c.recipe)
+        pool = [self._candidate(r, v) for r in recipes_ranked[:2] for v in self.variants]
+        pool = [c for c in pool if c.status in ("pending", "measured")]
+        rung = 1 + max((c.rung for c in pool), default=0)
+        rungs = max(1, math.ceil(math.log(max(len(pool), 2), ETA)))
+        reserve = 0.25 * self.options.budget_seconds  # the final race and memory
+        while len(pool) > FINALISTS and self.left() > reserve:
+            seconds = self._rung_seconds(len(pool), share=(self.left() - reserve) / self.options.budget_seconds / rungs)
+            self._race(pool, seconds, rung)
+            ranked = sorted((c for c in pool if c.usable), key=lambda c: c.ratio)
+            keep = ranked[:max(FINALISTS, math.ceil(len(ranked) / ETA))]
+            for c in ranked[len(keep):]:
+                c.status, c.reason = "stopped", f"stopped after race {rung}: slower than the best {len(keep)}"
+                self._save(c)
+                self.sessions.pop(c.id, None)
+            pool, rung = keep, rung + 1
+        pending = [c for c in pool if c.status == "pending"]
+        if pending and self.left() > 0:
+            self._race(pending, self._rung_seconds(len(pending), 0.05), rung)
+
+    def _final_race(self) -> None:
+        finalists = self._leaders(FINALISTS)
+        baselines = [self._candidate(ORIGINAL, ORT_DEFAULTS), self._candidate(HWOPT, TARGET_DEFAULTS)]
+        if "hwopt-int8" in self.built:
+            baselines.append(self._candidate("hwopt-int8", TARGET_DEFAULTS))
+        entrants = list({c.id: c for c in [*finalists, *baselines] if c.usable}.values())
+        seconds = max(0.2, min(3.0, 0.12 * self.options.budget_seconds / max(len(entrants), 1)))
+        self._race(entrants, seconds, rung=99, final=True)
+
+    # --- building --------------------------------------------------------------------------
+
+    def _build(self, recipe: Recipe) -> bool:
+        """Build ``recipe`` (or take it from the cache); False when it yields nothing new."""
+        self._report_progress(f"building {recipe.name}")
+        key = self._cache_key(recipe)
+        folder = self.out_dir / CACHE_DIR / key
+        if not (folder / MANIFEST).is_file():
+            base = self.options.base
+            options = dataclasses.replace(
+                base, targets=(self.target.name,), output_dir=folder, benchmark=False,
+                passes=list(recipe.passes) if recipe.passes is not None else None, skip_passes=(),
+                precision=dataclasses.replace(base.precision, mode=recipe.precision, force=False),
+                # The INT8 search times its variants; tune re-times what it ships anyway.
+                bench=dataclasses.replace(base.bench, target_seconds=min(
+                    base.bench.target_seconds, max(0.2, 0.004 * self.options.budget_seconds))),
+                gates=dataclasses.replace(base.gates), session_overrides={},
+            )
+            try:
+                optimize(self.model_path, options)
+            except UsageError as exc:
+                self._recipe_failed(recipe, f"cannot build: {one_line(exc)}")
+                return False
+        report = json.loads((folder / REPORT_JSON).read_text())
+        manifest = json.loads((folder / MANIFEST).read_text())
+        built = Built(recipe, folder, report, manifest)
+        label = manifest["precision"]
+        if recipe.precision != "fp32" and label != recipe.precision:
+            reason = (built.report_build.get("precision") or {}).get("reason") or f"the build is {label}"
+            self._recipe_failed(recipe, f"no {recipe.precision.upper()} build: {reason}")
+            return False
+        same = next((b.recipe.name for b in self.built.values() if b.model_sha256 == built.model_sha256), None)
+        if same is not None:
+            self._recipe_failed(recipe, f"the same model as {same}", status="stopped")
+            return False
+        self.built[recipe.name] = built
+        return True
+
+    def _save(self, c: Candidate) -> None:
+        self.results.write(c, self.elapsed())
+
+    def _recipe_failed(self, recipe: Recipe, reason: str, status: str = "rejected") -> None:
+        self.recipe_notes[recipe.name] = reason
+        c = self._candidate(recipe.name, TARGET_DEFAULTS)
+        c.status, c.reason = status, reason
+        self._save(c)
+
+    def _cache_key(self, recipe: Recipe) -> str:
+        base = self.options.base
+        precision = base.precision
+        calib = precision.calib_path
+        decisive = {
+            "source": self.loaded.sha256,
+            "recipe": dataclasses.asdict(recipe),
+            "target": self.target.name,
+            "target_options": dict(self.target.options),
+            "input_shapes": {k: list(v) for k, v in base.input_shapes.items()},
+            "inputs": _file_digest(base.inputs_file),
+            "calib": [str(calib), _file_digest(calib)] if calib else None,
+            "calib_samples": precision.calib_samples,
+            "calib_method": precision.calib_method,
+            "budget": precision.budget.to_dict(),
+            "pass_options": {k: dict(v) for k, v in base.pass_options.items()},
+            "seed": base.seed,
+            "versions": versions(),
+        }
+        return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+    # --- timing ----------------------------------------------------------------------------
+
+    def _session(self, c: Candidate) -> Any | None:
+        """The candidate's timed session, created and accuracy-checked on first use."""
+        if c.id in self.sessions:
+            return self.sessions[c.id]
+        built = self.built.get(c.recipe)
+        if built is None:
+            return None
+        try:
+            session = create_session(built.model_path, bench_session_options(c.session_options),
+                                     c.providers, base_dir=built.folder)
+            names = [o.name for o in session.get_outputs()]
+            outputs = [dict(zip(names, session.run(None, feeds))) for feeds in self.checks.feeds]
+        except ORT_ERRORS as exc:
+            c.status, c.reason = "failed", f"onnxruntime: {one_line(exc)}"
+            self._save(c)
+            return None
+        c.accuracy = compare(self.checks.references, outputs)
+        c.size_bytes = built.report_build["optimized"]["serialized_bytes"]
+        # Top-1 agreement is judged where there are enough samples: by the INT8 search, on
+        # held-out data. Here, on the check feeds, each candidate is held to the cosine and
+        # absolute-error parts of the budget.
+        budget = dataclasses.replace(self.options.base.precision.budget, min_top1=0.0)
+        violations = c.accuracy.violations(budget)
+        if violations:
+            c.status, c.reason = "rejected", "over the accuracy budget: " + "; ".join(violations)
+            self._save(c)
+            return None
+        self.sessions[c.id] = session
+        return session
+
+    def _race(self, entrants: Sequence[Candidate], seconds: float, rung: int,
+              against: Sequence[Candidate] = (), final: bool = False) -> None:
+        """Time ``entrants`` interleaved, with the anchor and ``against`` in the same race."""
+        anchor = self._candidate(ORIGINAL, ORT_DEFAULTS)
+        field = list({c.id: c for c in [anchor, *against, *entrants]}.values())
+        runners = {}
+        feeds = self.checks.feeds[0]
+        for c in field:
+            session = self._session(c)
+            if session is not None:
+                runners[c.id] = (lambda s=session: s.run(None, feeds))
+        if anchor.id not in runners or len(runners) < 2 and not final:
+            return
+        self._report_progress(f"race {'final' if final else rung}: {len(runners)} candidates, {seconds:.2f} s each")
+        with guard.phase(f"tune race {rung}", "run"):
+            stats = measure_latency(runners, BenchConfig(warmup_runs=2, min_runs=3, target_seconds=seconds),
+                                    batch=_batch(self.checks.feeds[0]))
+        reference = stats[anchor.id].p50_ms
+        for cid, s in stats.items():
+            c = self.candidates[cid]
+            c.stats, c.ratio, c.rung = s, (s.p50_ms / reference if reference > 0 else None), max(c.rung, rung)
+            c.final = final
+            if c.status == "pending":
+                c.status = "measured"
+            if c.found_at_s is None:
+                c.found_at_s = round(self.elapsed(), 2)
+            self._save(c)
+        best = self.best()
+        if best is not None:
+            self.timeline.append((round(self.elapsed(), 2), best.id, best.ratio))
+        self._report_progress(f"race {'final' if final else rung} done")
+
+    def _measure_memory(self) -> None:
+        """Peak RSS of the finalists, then of the memory-minded variants, while time lasts."""
+        order = sorted((c for c in self.candidates.values() if c.usable and c.memory_bytes is None),
+                       key=lambda c: (not c.final, "arena" not in c.variant and "mem" not in c.variant, c.ratio))
+        # The final race's entrants are measured even a little past the budget: the memory
+        # front and the table need them, and there are at most a handful.
+        with tempfile.TemporaryDirectory(prefix="hwopt-tune-") as tmp:
+            feeds_path = Path(tmp) / "feeds.npz"
+            save_npz(feeds_path, self.checks.feeds[0])
+            for c in order:
+                if self.left() <= 0 and not c.final:
+                    break
+                built = self.built[c.recipe]
+                self._report_progress(f"memory of {c.id}")
+                try:
+                    memory = measure_session_memory(built.model_path,
+                                                    [{"name": n, "options": o} for n, o in c.providers],
+                                                    c.session_options, feeds_path, base_dir=built.folder)
+                except MeasurementFailed:
+                    continue
+                c.memory_bytes = memory.session_bytes
+                self._save(c)
+
+
+def _batch(feeds: Mapping[str, np.ndarray]) -> int:
+    first = next(iter(feeds.values()), None)
+    return int(first.shape[0]) if first is not None and first.ndim > 0 else 1
+
+
+def _file_digest(path: Path | None) -> str | None:
+    """A digest of a file or a folder's files (names, sizes, times): enough to see a change."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir():
+        entries = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+                         for p in path.rglob("*") if p.is_file())
+        return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+    if path.is_file():
+        st = path.stat()
+        return hashlib.sha256(f"{path.name}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
+    return None
+
+
+class ResultsLog:
+    """``tune-results.jsonl``: a header line, then one line per candidate update, appended and
+    fsync'ed as the search goes, so an interrupted run loses nothing it measured."""
+
+    def __init__(self, path: Path, header: dict[str, Any], resume: bool):
+        self.path = path
+        self.previous: list[dict[str, Any]] = []
+        self.previous_elapsed = 0.0
+        if resume:
+            self._read(header)
+        elif path.exists():
+            path.unlink()
+        self.started = time.monotonic()
+        if not self.path.exists():
+            self._append({"header": header})
+
+    def _read(self, header: dict[str, Any]) -> None:
+        if not self.path.is_file():
+            raise UsageError(f"--resume: {self.path} does not exist; run without --resume to start")
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue  # a line torn by the interruption
+        first = records[0].get("header") if records else None
+        if not isinstance(first, dict):
+            raise UsageError(f"--resume: {self.path} is not a tune results file")
+        for key in ("source_sha256", "target", "input_shapes", "budget"):
+            if first.get(key) != header[key]:
+                raise UsageError(f"--resume: {self.path} was written for another {key.replace('_', ' ')}; "
+                                 "run without --resume to start over")
+        latest: dict[str, dict[str, Any]] = {}
+        for record in records[1:]:
+            if "candidate" in record:
+                latest[record["candidate"]["id"]] = record["candidate"]
+                self.previous_elapsed = max(self.previous_elapsed, record.get("elapsed_s", 0.0))
+        self.previous = list(latest.values())
+
+    def write(self, candidate: Candidate, elapsed: float) -> None:
+        self._append({"candidate": candidate.to_dict(), "elapsed_s": round(elapsed, 2)})
+
+    def _append(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def clear_cache(out_dir: Path) -> None:
+    shutil.rmtree(Path(out_dir) / CACHE_DIR, ignore_errors=True)

@@ -1,0 +1,132 @@
+"""hwopt tune: the search, its outputs, the cache, interruption and --resume.
+
+The searches here are small (a tiny model, two recipes, a few session variants, seconds of
+budget): they check what the search does, not how fast the result is; bench/tune.py measures
+that on the sample and real models.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from conftest import invoke_cli, sha256
+
+from hwopt.optimize import OptimizeOptions
+from hwopt.precision import PrecisionOptions
+from hwopt.tune import TuneOptions, tune
+from hwopt.tune.report import pareto
+from hwopt.tune.search import ANCHOR, RESULTS_FILE
+
+
+def _options(out: Path, **kwargs) -> TuneOptions:
+    settings = {
+        "output_dir": out,
+        "budget_seconds": 12.0,
+        "recipes": ["original", "hwopt"],
+        "variants": ["opt-basic", "no-arena", "threads-1"],
+        "memory": False,
+        "base": OptimizeOptions(precision=PrecisionOptions(mode="fp32")),
+    }
+    settings.update(kwargs)
+    return TuneOptions(**settings)
+
+
+def test_pareto_front_keeps_only_points_nothing_beats_on_both_axes() -> None:
+    points = [("a", 1.0, 0.5), ("b", 2.0, 0.1), ("c", 2.5, 0.4), ("d", 0.9, 0.9), ("e", 1.0, 0.5)]
+    front = pareto(points)
+    assert front == ["d", "a", "e", "b"]  # c is beaten by b on both; a and e tie and both stay
+    assert pareto([]) == []
+
+
+def test_tune_writes_a_loadable_build_with_the_options_it_found(tiny_model_path: Path, tmp_path: Path) -> None:
+    from hwopt.runtime import load, read_build
+
+    before = sha256(tiny_model_path)
+    report = tune(tiny_model_path, _options(tmp_path / "out"))
+    out = tmp_path / "out"
+    assert sha256(tiny_model_path) == before
+
+    assert report.best is not None and report.best.final
+    ids = {c.id for c in report.candidates}
+    assert ANCHOR in ids and "hwopt/target-defaults" in ids
+    assert {c.status for c in report.candidates} <= {"measured", "stopped", "rejected", "failed", "not run"}
+    assert all(c.ratio is not None for c in report.candidates if c.final)
+    anchor = next(c for c in report.candidates if c.id == ANCHOR)
+    assert anchor.ratio == pytest.approx(1.0)
+
+    manifest = json.loads((out / "build.json").read_text())
+    assert manifest["tune"]["candidate"] == report.best.id
+    assert manifest["session_options"] == report.best.session_options
+    build = read_build(out)  # every file's hash checks out
+    assert build.manifest["session_options"] == report.best.session_options
+    session = load(out)
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    reference = onnx.reference.ReferenceEvaluator(str(tiny_model_path)).run(None, {"x": x})[0]
+    np.testing.assert_allclose(session.run(None, {"x": x})[0], reference, rtol=1e-4, atol=1e-5)
+
+    saved = json.loads((out / "tune.json").read_text())
+    assert saved["schema"] == "hwopt.tune/1" and saved["best"] == report.best.id
+    assert len(saved["candidates"]) == len(report.candidates)
+    markdown = (out / "report.md").read_text()
+    assert report.best.id in markdown
+    if report.plot:
+        assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "(pareto.png)" in markdown
+    lines = (out / RESULTS_FILE).read_text().splitlines()
+    assert json.loads(lines[0])["header"]["schema"] == "hwopt.tune-results/1"
+    assert len(lines) > len(ids) // 2
+
+
+def test_interrupted_search_keeps_its_best_and_resume_reuses_the_cache(
+    tiny_model_path: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import hwopt.tune.search as search
+
+    out = tmp_path / "out"
+    races = []
+
+    def stop_after_first_race(progress) -> None:
+        if progress.step.startswith("race") and progress.step.endswith("done"):
+            races.append(progress.step)
+            raise KeyboardInterrupt
+
+    first = tune(tiny_model_path, _options(out), stop_after_first_race)
+    assert first.interrupted.startswith("interrupted") and len(races) == 1
+    assert first.best is not None
+    assert (out / "build.json").is_file(), "the best build measured before Ctrl-C was written"
+    measured = {c.id for c in first.candidates if c.ratio is not None}
+
+    builds = []
+    real_optimize = search.optimize
+    monkeypatch.setattr(search, "optimize", lambda *a, **k: builds.append(a) or real_optimize(*a, **k))
+    second = tune(tiny_model_path, _options(out, resume=True))
+    assert builds == [], "every recipe came from the build cache"
+    assert not second.interrupted and second.best is not None
+    restored = {c.id for c in second.candidates if c.found_at_s is not None}
+    assert measured <= restored
+    assert second.elapsed_seconds >= first.elapsed_seconds  # the earlier run's time counts
+
+
+def test_resume_refuses_results_for_another_model(tiny_model_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    tune(tiny_model_path, _options(out, variants=[]))
+    other = onnx.load(str(tiny_model_path))
+    other.graph.initializer[0].raw_data = bytes(len(other.graph.initializer[0].raw_data))
+    other_path = tmp_path / "other.onnx"
+    onnx.save(other, str(other_path))
+    result = invoke_cli("tune", other_path, "-o", out, "--resume", "--budget-minutes", "0.1")
+    assert result.returncode == 2
+    assert "written for another source sha256" in result.stderr
+
+
+def test_cli_tune_errors_are_one_line(tiny_model_path: Path, tmp_path: Path) -> None:
+    result = invoke_cli("tune", tiny_model_path, "--target", "cuda", "-o", tmp_path / "gpu")
+    if result.returncode == 4:  # the usual host: no GPU provider
+        assert result.stderr.startswith("hwopt: error: hwopt tune times every candidate on this host")
+    result = invoke_cli("tune", tiny_model_path, "--recipes", "nope", "-o", tmp_path / "x")
+    assert result.returncode == 2 and "unknown recipe(s) nope" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
