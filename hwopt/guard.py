@@ -142,17 +142,25 @@ def time_limits() -> dict[str, float]:
     return limits
 
 
+def env_megabytes(name: str, error: type[Exception] = LimitError) -> int | None:
+    """Bytes from an environment variable given in MB (None when unset); ``error`` on junk."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        megabytes = float(text)
+    except ValueError:
+        raise error(f"{name}: '{text}' is not a number of MB") from None
+    if not megabytes > 0:
+        raise error(f"{name}: the limit must be above 0 MB")
+    return int(megabytes * (1 << 20))
+
+
 def memory_limit_bytes() -> int | None:
     """The memory ceiling: HWOPT_MAX_MEMORY_MB, else 80% of physical memory (None if unknown)."""
-    text = os.environ.get(MAX_MEMORY_ENV, "").strip()
-    if text:
-        try:
-            megabytes = float(text)
-        except ValueError:
-            raise LimitError(f"{MAX_MEMORY_ENV}: '{text}' is not a number of MB") from None
-        if not megabytes > 0:
-            raise LimitError(f"{MAX_MEMORY_ENV}: the limit must be above 0 MB")
-        return int(megabytes * (1 << 20))
+    limit = env_megabytes(MAX_MEMORY_ENV)
+    if limit is not None:
+        return limit
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):

@@ -26,6 +26,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HANG = -1  # Outcome.code of a command the guard did not stop
 
+# Short phase limits: a hostile model is stopped in seconds instead of minutes.
+SHORT_LIMITS = "run=5,session=20,shape_inference=20,simplify=30,pass=60"
+# Every command, with the fastest settings that still reach its deep code.
+COMMANDS = {
+    "inspect": lambda model, out: ["inspect", model, "--json"],
+    "optimize": lambda model, out: ["optimize", model, "-o", out, "--precision", "fp32", "--no-bench", "--json"],
+    "quantize": lambda model, out: ["quantize", model, "-o", out, "--calib-samples", "2", "--bench-seconds", "0.02",
+                                    "--json"],
+    "bench": lambda model, out: ["bench", model, "--seconds", "0.02", "--no-memory", "--json"],
+}
+
 
 @dataclasses.dataclass
 class Outcome:

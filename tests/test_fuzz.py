@@ -26,7 +26,7 @@ from pathlib import Path
 
 import onnx
 import pytest
-from harness import GuardedWorker, snapshot
+from harness import COMMANDS, SHORT_LIMITS, GuardedWorker, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -37,13 +37,6 @@ REPORT = os.environ.get("HWOPT_FUZZ_REPORT")
 # The default run is part of make test: the same examples every time.
 DERANDOMIZE = os.environ.get("HWOPT_FUZZ_RANDOM") != "1"
 
-COMMANDS = {
-    "inspect": lambda model, out: ["inspect", model, "--json"],
-    "optimize": lambda model, out: ["optimize", model, "-o", out, "--precision", "fp32", "--no-bench", "--json"],
-    "quantize": lambda model, out: ["quantize", model, "-o", out, "--calib-samples", "2", "--bench-seconds", "0.02",
-                                    "--json"],
-    "bench": lambda model, out: ["bench", model, "--seconds", "0.02", "--no-memory", "--json"],
-}
 # Quantize is the slowest; inspect the fastest and the one that reads the most odd fields.
 COMMAND_WEIGHTS = ["inspect"] * 3 + ["optimize"] * 4 + ["bench"] * 2 + ["quantize"]
 
@@ -60,7 +53,7 @@ STARTED = time.time()
 
 @pytest.fixture(scope="module")
 def worker():
-    guarded = GuardedWorker(time_limits="run=5,session=20,shape_inference=20,simplify=30,pass=60")
+    guarded = GuardedWorker(time_limits=SHORT_LIMITS)
     yield guarded
     guarded.close()
     if REPORT:

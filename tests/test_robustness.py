@@ -17,17 +17,10 @@ from pathlib import Path
 
 import pytest
 from badmodels import build_corpus
-from harness import GuardedWorker, snapshot
+from harness import COMMANDS, SHORT_LIMITS, GuardedWorker, snapshot
 
 FULL = os.environ.get("HWOPT_FULL_CORPUS") == "1"
 
-COMMANDS = {
-    "inspect": lambda model, out: ["inspect", model, "--json"],
-    "optimize": lambda model, out: ["optimize", model, "-o", out, "--precision", "fp32", "--no-bench", "--json"],
-    "quantize": lambda model, out: ["quantize", model, "-o", out, "--calib-samples", "2", "--bench-seconds", "0.02",
-                                    "--json"],
-    "bench": lambda model, out: ["bench", model, "--seconds", "0.02", "--no-memory", "--json"],
-}
 # Minutes each, by design: every pass and the INT8 search over 10,000 nodes.
 SLOW = {("chain_10000_nodes", "optimize"), ("chain_10000_nodes", "quantize")}
 # Defects that show only when the model runs: inspect reads the graph without running it, so
@@ -46,8 +39,7 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def worker():
-    # Short phase limits: a hostile model is stopped in seconds instead of minutes.
-    guarded = GuardedWorker(time_limits="run=5,session=20,shape_inference=20,simplify=30,pass=60")
+    guarded = GuardedWorker(time_limits=SHORT_LIMITS)
     yield guarded
     guarded.close()
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -28,6 +27,7 @@ import onnx
 from onnx import helper
 
 from hwopt.errors import InputSpecError
+from hwopt.guard import env_megabytes
 
 DEFAULT_DIM = 1
 FEED_LIMIT_ENV = "HWOPT_MAX_FEED_MB"
@@ -207,16 +207,8 @@ def _format_declared(declared: Sequence[Dim]) -> str:
 def max_feed_bytes() -> int:
     """The most input data hwopt allocates for one set of feeds: HWOPT_MAX_FEED_MB, else 4 GiB.
     A declared shape of 2^40 elements is refused before numpy tries to allocate it."""
-    text = os.environ.get(FEED_LIMIT_ENV, "").strip()
-    if not text:
-        return DEFAULT_MAX_FEED_BYTES
-    try:
-        megabytes = float(text)
-    except ValueError:
-        raise InputSpecError(f"{FEED_LIMIT_ENV}: '{text}' is not a number of MB") from None
-    if not megabytes > 0:
-        raise InputSpecError(f"{FEED_LIMIT_ENV}: the limit must be above 0 MB")
-    return int(megabytes * (1 << 20))
+    limit = env_megabytes(FEED_LIMIT_ENV, InputSpecError)
+    return DEFAULT_MAX_FEED_BYTES if limit is None else limit
 
 
 def check_feed_bytes(nbytes: int, what: str) -> None:

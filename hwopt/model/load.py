@@ -20,7 +20,7 @@ import hashlib
 import math
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import onnx
@@ -264,14 +264,7 @@ def check_tensor_sizes_and_locations(
     external_files: set[str] = set()
     base = base_dir.resolve()
     for tensor in iter_all_tensors(proto):
-        if any(d < 0 for d in tensor.dims):
-            raise ModelLoadError(f"tensor '{tensor.name}' has a negative dimension {list(tensor.dims)}")
-        elements = math.prod(tensor.dims)
-        if elements > limits.max_tensor_elements:
-            raise ModelLoadError(
-                f"tensor '{tensor.name}' declares {elements} elements, over the limit of "
-                f"{limits.max_tensor_elements}"
-            )
+        _check_dims(f"tensor '{tensor.name}'", tensor.dims, limits)
         nbytes = tensor_nbytes(tensor)
         total += nbytes or 0
         if total > limits.max_total_tensor_bytes:
@@ -286,15 +279,16 @@ def check_tensor_sizes_and_locations(
                 f"{list(tensor.dims)} need {nbytes}"
             )
     for sparse in iter_sparse_tensors(proto):
-        if any(d < 0 for d in sparse.dims):
-            raise ModelLoadError(f"sparse tensor '{sparse.values.name}' has a negative dimension {list(sparse.dims)}")
-        elements = math.prod(sparse.dims)
-        if elements > limits.max_tensor_elements:
-            raise ModelLoadError(
-                f"sparse tensor '{sparse.values.name}' has a dense shape of {elements} elements, over the "
-                f"limit of {limits.max_tensor_elements}"
-            )
+        _check_dims(f"sparse tensor '{sparse.values.name}' (dense shape)", sparse.dims, limits)
     return external_files
+
+
+def _check_dims(what: str, dims: Sequence[int], limits: LoadLimits) -> None:
+    if any(d < 0 for d in dims):
+        raise ModelLoadError(f"{what} has a negative dimension {list(dims)}")
+    elements = math.prod(dims)
+    if elements > limits.max_tensor_elements:
+        raise ModelLoadError(f"{what} declares {elements} elements, over the limit of {limits.max_tensor_elements}")
 
 
 def _check_external_location(
