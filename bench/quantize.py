@@ -127,8 +127,15 @@ def main() -> None:
     parser.add_argument("--models", help="comma-separated subset of model names")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the rows of models not measured now from the existing quantize.json")
     args = parser.parse_args()
     wanted = set(args.models.split(",")) if args.models else None
+    kept = []
+    if args.keep and (RESULTS / "quantize.json").is_file():
+        kept = [r for r in json.loads((RESULTS / "quantize.json").read_text())["models"]
+                if wanted is None or r["model"] not in wanted]
+    order = [bm.name for bm in bench_models()]
     rows = []
     for bm in bench_models():
         if wanted and bm.name not in wanted:
@@ -140,7 +147,7 @@ def main() -> None:
         v = row["variants"]
         print(f"{bm.name:18s} " + " ".join(f"{k}={v[k]['ratio']:.3f}/cos{v[k]['cosine']:.3f}" for k in v)
               + f" | chose {row['precision']['chosen_label']}", flush=True)
-    write(rows)
+        write(sorted(kept + rows, key=lambda r: order.index(r["model"]) if r["model"] in order else len(order)))
 
 
 def write(rows: list[dict]) -> None:

@@ -78,6 +78,14 @@ def test_impossible_budget_keeps_fp32_and_exits_3(tmp_path: Path) -> None:
     assert not any(n.op_type in ("QuantizeLinear", "QLinearConv") for n in built.graph.node)
 
 
+def test_calibrator_progress_stays_off_the_report(tmp_path: Path) -> None:
+    # onnxruntime's histogram calibrators print progress with print(); stdout is the report's.
+    proc = invoke_cli("quantize", SAMPLE, "-o", tmp_path / "b", "--calib-method", "entropy", "--calib-samples", "4",
+                      "--bench-seconds", "0.1", "--quiet")
+    assert proc.returncode in (0, 3), proc.stderr
+    assert "histogram" not in proc.stdout + proc.stderr and "Collecting tensor data" not in proc.stdout
+
+
 def test_forced_int8_ships_even_over_budget(tmp_path: Path, monkeypatch) -> None:
     cwd = tmp_path / "cwd"
     cwd.mkdir()

@@ -15,7 +15,9 @@ sample with all intermediate tensors as outputs; quantizing from cached ranges i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -108,7 +110,13 @@ class Quantizer:
         out = self.workdir / f"variant_{self._count}.onnx"
         extra = {"CalibPercentile": _PERCENTILE} if config.calibration == "percentile" else {}
         try:
-            with phase("INT8 quantization (onnxruntime)", "pass"), inside(self.workdir), quiet_logger():
+            # Its histogram calibrators print progress on stdout, which is hwopt's report's.
+            with (
+                phase("INT8 quantization (onnxruntime)", "pass"),
+                inside(self.workdir),
+                quiet_logger(),
+                contextlib.redirect_stdout(io.StringIO()),
+            ):
                 quantize_static(
                     str(self.prepared),
                     str(out),
