@@ -420,6 +420,10 @@ def tune(
     memory: Annotated[
         bool, typer.Option("--memory/--no-memory", help="Measure peak RSS of the finalists (fresh processes).")
     ] = True,
+    workers: Annotated[
+        str | None, typer.Option("--workers", help="Run builds and races as Ray tasks: local:N, ray://HOST:PORT "
+                                 "or auto (needs hwopt[ray]).")
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config; flags win.")] = None,
     input_shape: InputShapeOpt = None,
     inputs: Annotated[
@@ -450,7 +454,8 @@ def tune(
                              None, False, calib, calib_samples, None, max_accuracy_drop)
     _apply_target_flags(base, target_option, False, False, None, None, None, None, None)
     options = TuneOptions(target=target, output_dir=output, budget_seconds=budget_minutes * 60, base=base,
-                          resume=resume, recipes=_split_csv(recipes), variants=_split_csv(variants), memory=memory)
+                          resume=resume, recipes=_split_csv(recipes), variants=_split_csv(variants), memory=memory,
+                          workers=workers)
     with stdout_reserved_for_json(json_out) as emit, _tune_progress(quiet or json_out) as progress:
         report = run_tune(model, options, progress)
         if json_out:

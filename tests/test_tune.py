@@ -130,3 +130,35 @@ def test_cli_tune_errors_are_one_line(tiny_model_path: Path, tmp_path: Path) -> 
     result = invoke_cli("tune", tiny_model_path, "--recipes", "nope", "-o", tmp_path / "x")
     assert result.returncode == 2 and "unknown recipe(s) nope" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ray_workers_give_the_in_process_results(tiny_model_path: Path, tmp_path: Path, monkeypatch) -> None:
+    """The same candidates, builds, checks and statuses with --workers local:2 as in-process
+    (the timings differ, as any two runs' do)."""
+    pytest.importorskip("ray")
+    from hwopt.tune.workers import Workers
+
+    calls = []
+    for method in ("build_many", "race"):
+        real = getattr(Workers, method)
+        monkeypatch.setattr(Workers, method, lambda self, *a, _real=real, _name=method, **k: calls.append(_name)
+                            or _real(self, *a, **k))
+    settings = {"budget_seconds": 8.0, "variants": ["opt-basic"]}
+    here = tune(tiny_model_path, _options(tmp_path / "here", **settings))
+    assert calls == []
+    there = tune(tiny_model_path, _options(tmp_path / "ray", workers="local:2", **settings))
+    assert calls.count("build_many") == 1 and calls.count("race") >= 2  # the first race and the final one
+
+    assert {c.id: c.status for c in here.candidates} == {c.id: c.status for c in there.candidates}
+    assert there.best is not None and all(c.ratio is not None for c in there.candidates if c.status == "measured")
+    for a in here.candidates:
+        b = next(c for c in there.candidates if c.id == a.id)
+        if a.accuracy is not None:
+            assert b.accuracy.cosine == pytest.approx(a.accuracy.cosine, abs=1e-9)
+            assert b.accuracy.max_abs == pytest.approx(a.accuracy.max_abs, abs=1e-9)
+
+    def builds(out: Path) -> dict[str, dict]:
+        return {p.parent.name: json.loads(p.read_text())["files"] for p in (out / ".tune-cache").glob("*/build.json")}
+
+    assert builds(tmp_path / "here") == builds(tmp_path / "ray")  # byte-identical models, same cache keys
+    assert json.loads((tmp_path / "ray" / "build.json").read_text())["tune"]["candidate"] == there.best.id

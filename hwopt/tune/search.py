@@ -43,8 +43,8 @@ from hwopt.memory.probe import MeasurementFailed, measure_session_memory
 from hwopt.model.inputs import save_npz
 from hwopt.model.load import load_model
 from hwopt.optimize import OptimizeOptions, optimize, prepare_checks, session_options_for, versions
-from hwopt.output import MANIFEST, REPORT_JSON, TUNE_RESULTS, prepare_output_dir
-from hwopt.quant.accuracy import AccuracyResult, compare
+from hwopt.output import MANIFEST, REPORT_JSON, TUNE_RESULTS, prepare_output_dir, write_bytes_atomic
+from hwopt.quant.accuracy import AccuracyBudget, AccuracyResult, compare
 from hwopt.session import ORT_ERRORS, create_session
 from hwopt.targets import get_target
 from hwopt.targets.base import Target
@@ -58,6 +58,7 @@ from hwopt.tune.space import (
     recipes,
     session_variants,
 )
+from hwopt.tune.workers import RaceEntry, Workers
 
 RESULTS_FILE = TUNE_RESULTS
 RESULTS_SCHEMA = "hwopt.tune-results/1"
@@ -80,6 +81,7 @@ class TuneOptions:
     recipes: Sequence[str] | None = None  # restrict the space (names from hwopt.tune.space)
     variants: Sequence[str] | None = None
     memory: bool = True
+    workers: str | None = None  # local:N, ray://HOST:PORT or auto (hwopt.tune.workers)
 
 
 @dataclasses.dataclass
@@ -176,9 +178,11 @@ class Tuner:
         self.candidates: dict[str, Candidate] = {}
         self.built: dict[str, Built] = {}
         self.recipe_notes: dict[str, str] = {}
+        self.build_errors: dict[str, str] = {}  # recipe -> why a worker could not build it
         self.sessions: dict[str, Any] = {}
         self.timeline: list[tuple[float, str, float]] = []  # (seconds, best id, best ratio)
         self.interrupted = ""
+        self.workers: Workers | None = None
         self.start = time.monotonic()
         self.elapsed_before = 0.0  # seconds an earlier, resumed run spent
 
@@ -219,6 +223,8 @@ class Tuner:
             c = self._candidate(data["recipe"], data["variant"])
             c.restore(data)
         self.elapsed_before = self.results.previous_elapsed
+        if opts.workers:
+            self.workers = Workers(opts.workers, self.target.name)
 
     def _header(self) -> dict[str, Any]:
         base = self.options.base
@@ -267,8 +273,12 @@ class Tuner:
             self.interrupted = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else "terminated"
         finally:
             self.sessions.clear()
+            if self.workers is not None:
+                self.workers.close()
 
     def _search(self) -> None:
+        if self.workers is not None:
+            self._build_on_workers()
         cheap = [r for r in self.recipes.values() if r.cost < 2]
         expensive = [r for r in self.recipes.values() if r.cost >= 2]
         for recipe in cheap:
@@ -287,7 +297,9 @@ class Tuner:
                            against=self._leaders(1))
         self._halving()
         self._final_race()
-        if self.options.memory:
+        if self.options.memory and self.workers is not None and self.workers.remote:
+            self.recipe_notes["memory"] = "not measured: the candidates ran on the cluster's machines, not this one"
+        elif self.options.memory:
             self._measure_memory()
         for c in self.candidates.values():
             if c.status == "pending":
@@ -346,19 +358,13 @@ class Tuner:
         self._report_progress(f"building {recipe.name}")
         key = self._cache_key(recipe)
         folder = self.out_dir / CACHE_DIR / key
+        error = self.build_errors.get(recipe.name)
+        if error is not None:
+            self._recipe_failed(recipe, f"cannot build: {error}")
+            return False
         if not (folder / MANIFEST).is_file():
-            base = self.options.base
-            options = dataclasses.replace(
-                base, targets=(self.target.name,), output_dir=folder, benchmark=False,
-                passes=list(recipe.passes) if recipe.passes is not None else None, skip_passes=(),
-                precision=dataclasses.replace(base.precision, mode=recipe.precision, force=False),
-                # The INT8 search times its variants; tune re-times what it ships anyway.
-                bench=dataclasses.replace(base.bench, target_seconds=min(
-                    base.bench.target_seconds, max(0.2, 0.004 * self.options.budget_seconds))),
-                gates=dataclasses.replace(base.gates), session_overrides={},
-            )
             try:
-                optimize(self.model_path, options)
+                optimize(self.model_path, dataclasses.replace(self._build_options(recipe), output_dir=folder))
             except UsageError as exc:
                 self._recipe_failed(recipe, f"cannot build: {one_line(exc)}")
                 return False
@@ -379,6 +385,39 @@ class Tuner:
 
     def _save(self, c: Candidate) -> None:
         self.results.write(c, self.elapsed())
+
+    def _build_options(self, recipe: Recipe) -> OptimizeOptions:
+        base = self.options.base
+        return dataclasses.replace(
+            base, targets=(self.target.name,), benchmark=False,
+            passes=list(recipe.passes) if recipe.passes is not None else None, skip_passes=(),
+            precision=dataclasses.replace(base.precision, mode=recipe.precision, force=False),
+            # The INT8 search times its variants; tune re-times what it ships anyway.
+            bench=dataclasses.replace(base.bench, target_seconds=min(
+                base.bench.target_seconds, max(0.2, 0.004 * self.options.budget_seconds))),
+            gates=dataclasses.replace(base.gates), session_overrides={},
+        )
+
+    def _build_on_workers(self) -> None:
+        """Build every recipe not in the cache in parallel on the workers, into the cache."""
+        jobs = {r.name: self._build_options(r) for r in self.recipes.values()
+                if not (self.out_dir / CACHE_DIR / self._cache_key(r) / MANIFEST).is_file()}
+        if not jobs:
+            return
+        self._report_progress(f"building {len(jobs)} recipes on the workers")
+        source = self.model_path.parent
+        files = {self.model_path.name: self.model_path.read_bytes(),
+                 **{name: (source / name).read_bytes() for name in self.loaded.external_files}}
+        for name, result in self.workers.build_many(files, self.model_path.name, jobs).items():
+            if isinstance(result, str):
+                self.build_errors[name] = result
+                continue
+            folder = prepare_output_dir(self.out_dir / CACHE_DIR / self._cache_key(self.recipes[name]),
+                                        protected=[self.model_path])
+            for file_name, data in result.items():
+                if file_name != MANIFEST:
+                    write_bytes_atomic(folder / file_name, data)
+            write_bytes_atomic(folder / MANIFEST, result[MANIFEST])  # last: the build is complete
 
     def _recipe_failed(self, recipe: Recipe, reason: str, status: str = "rejected") -> None:
         self.recipe_notes[recipe.name] = reason
@@ -416,46 +455,42 @@ class Tuner:
         built = self.built.get(c.recipe)
         if built is None:
             return None
-        try:
-            session = create_session(built.model_path, bench_session_options(c.session_options),
-                                     c.providers, base_dir=built.folder)
-            names = [o.name for o in session.get_outputs()]
-            outputs = [dict(zip(names, session.run(None, feeds))) for feeds in self.checks.feeds]
-        except ORT_ERRORS as exc:
-            c.status, c.reason = "failed", f"onnxruntime: {one_line(exc)}"
-            self._save(c)
-            return None
-        c.accuracy = compare(self.checks.references, outputs)
-        c.size_bytes = built.report_build["optimized"]["serialized_bytes"]
+        session, outcome = open_and_check(built.model_path, built.folder, c.session_options, c.providers,
+                                          self.checks.feeds, self.checks.references, self._budget())
+        self._take_outcome(c, outcome)
+        if session is not None:
+            self.sessions[c.id] = session
+        return session
+
+    def _budget(self) -> AccuracyBudget:
         # Top-1 agreement is judged where there are enough samples: by the INT8 search, on
         # held-out data. Here, on the check feeds, each candidate is held to the cosine and
         # absolute-error parts of the budget.
-        budget = dataclasses.replace(self.options.base.precision.budget, min_top1=0.0)
-        violations = c.accuracy.violations(budget)
-        if violations:
-            c.status, c.reason = "rejected", "over the accuracy budget: " + "; ".join(violations)
+        return dataclasses.replace(self.options.base.precision.budget, min_top1=0.0)
+
+    def _take_outcome(self, c: Candidate, outcome: Mapping[str, Any]) -> None:
+        """Record an accuracy check's outcome (from this process or a worker)."""
+        if outcome.get("accuracy") is not None:
+            c.accuracy = AccuracyResult(**outcome["accuracy"])
+        built = self.built.get(c.recipe)
+        if built is not None:
+            c.size_bytes = built.report_build["optimized"]["serialized_bytes"]
+        if outcome["status"] != "ok":
+            c.status, c.reason = outcome["status"], outcome["reason"]
             self._save(c)
-            return None
-        self.sessions[c.id] = session
-        return session
 
     def _race(self, entrants: Sequence[Candidate], seconds: float, rung: int,
               against: Sequence[Candidate] = (), final: bool = False) -> None:
         """Time ``entrants`` interleaved, with the anchor and ``against`` in the same race."""
         anchor = self._candidate(ORIGINAL, ORT_DEFAULTS)
-        field = list({c.id: c for c in [anchor, *against, *entrants]}.values())
-        runners = {}
-        feeds = self.checks.feeds[0]
-        for c in field:
-            session = self._session(c)
-            if session is not None:
-                runners[c.id] = (lambda s=session: s.run(None, feeds))
-        if anchor.id not in runners or len(runners) < 2 and not final:
+        field = [c for c in {c.id: c for c in [anchor, *against, *entrants]}.values()
+                 if c.status not in ("rejected", "failed") and c.recipe in self.built]
+        if anchor not in field or len(field) < 2 and not final:
             return
-        self._report_progress(f"race {'final' if final else rung}: {len(runners)} candidates, {seconds:.2f} s each")
-        with guard.phase(f"tune race {rung}", "run"):
-            stats = measure_latency(runners, BenchConfig(warmup_runs=2, min_runs=3, target_seconds=seconds),
-                                    batch=_batch(self.checks.feeds[0]))
+        self._report_progress(f"race {'final' if final else rung}: {len(field)} candidates, {seconds:.2f} s each")
+        stats = self._race_on_workers(field, seconds) if self.workers else self._race_here(field, seconds)
+        if anchor.id not in stats:
+            return
         reference = stats[anchor.id].p50_ms
         for cid, s in stats.items():
             c = self.candidates[cid]
@@ -470,6 +505,26 @@ class Tuner:
         if best is not None:
             self.timeline.append((round(self.elapsed(), 2), best.id, best.ratio))
         self._report_progress(f"race {'final' if final else rung} done")
+
+    def _race_here(self, field: Sequence[Candidate], seconds: float) -> dict[str, LatencyStats]:
+        sessions = {c.id: s for c in field if (s := self._session(c)) is not None}
+        return time_sessions(sessions, self.checks.feeds[0], seconds)
+
+    def _race_on_workers(self, field: Sequence[Candidate], seconds: float) -> dict[str, LatencyStats]:
+        entries = []
+        for c in field:
+            built = self.built[c.recipe]
+            files = {name: (built.folder / name).read_bytes() for name in built.manifest["files"]}
+            entries.append(RaceEntry(c.id, files, built.manifest["model"], c.session_options,
+                                     [(n, dict(o)) for n, o in c.providers]))
+        outcomes = self.workers.race(entries, self.checks.feeds, self.checks.references, seconds, self._budget())
+        stats = {}
+        for c in field:
+            outcome = outcomes[c.id]
+            self._take_outcome(c, outcome)
+            if outcome.get("stats") is not None:
+                stats[c.id] = LatencyStats(**outcome["stats"])
+        return stats
 
     def _measure_memory(self) -> None:
         """Peak RSS of the finalists, then of the memory-minded variants, while time lasts."""
@@ -493,6 +548,34 @@ class Tuner:
                     continue
                 c.memory_bytes = memory.session_bytes
                 self._save(c)
+
+
+def open_and_check(model_path: Path, base_dir: Path, session_options: Mapping[str, Any],
+                   providers: Sequence[tuple[str, Mapping[str, Any]]], feeds: Sequence[Mapping[str, np.ndarray]],
+                   references: Sequence[Mapping[str, np.ndarray]], budget: AccuracyBudget) -> tuple[Any, dict]:
+    """A candidate's timing session and its accuracy check against the original's outputs:
+    (session or None, {"status": ok | failed | rejected, "reason", "accuracy"})."""
+    try:
+        session = create_session(model_path, bench_session_options(session_options), providers, base_dir=base_dir)
+        names = [o.name for o in session.get_outputs()]
+        outputs = [dict(zip(names, session.run(None, f))) for f in feeds]
+    except ORT_ERRORS as exc:
+        return None, {"status": "failed", "reason": f"onnxruntime: {one_line(exc)}", "accuracy": None}
+    accuracy = compare(references, outputs)
+    violations = accuracy.violations(budget)
+    if violations:
+        return None, {"status": "rejected", "reason": "over the accuracy budget: " + "; ".join(violations),
+                      "accuracy": accuracy.to_dict()}
+    return session, {"status": "ok", "reason": "", "accuracy": accuracy.to_dict()}
+
+
+def time_sessions(sessions: Mapping[str, Any], feeds: Mapping[str, np.ndarray],
+                  seconds: float) -> dict[str, LatencyStats]:
+    """Time the sessions interleaved on ``feeds``: one race."""
+    runners = {cid: (lambda s=s: s.run(None, feeds)) for cid, s in sessions.items()}
+    with guard.phase("tune race", "run"):
+        return measure_latency(runners, BenchConfig(warmup_runs=2, min_runs=3, target_seconds=seconds),
+                               batch=_batch(feeds))
 
 
 def _batch(feeds: Mapping[str, np.ndarray]) -> int:
