@@ -114,5 +114,18 @@ def save_feeds(feeds: dict[str, np.ndarray], path: Path) -> Path:
     return path
 
 
+def interleaved_p50s(sessions: dict, feeds: dict, rounds: int, seconds: float) -> dict[str, list[float]]:
+    """p50 (ms) of every session in each of ``rounds`` interleaved rounds, all in this process."""
+    from hwopt.bench import BenchConfig, measure_latency
+
+    p50s: dict[str, list[float]] = {name: [] for name in sessions}
+    for _ in range(rounds):
+        stats = measure_latency({name: (lambda s=s: s.run(None, feeds)) for name, s in sessions.items()},
+                                BenchConfig(target_seconds=seconds))
+        for name, st in stats.items():
+            p50s[name].append(st.p50_ms)
+    return p50s
+
+
 def median(values: list[float]) -> float:
     return float(np.median(np.asarray(values)))

@@ -24,9 +24,9 @@ import numpy as np
 import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, bench_models, median, save_feeds  # noqa: E402
+from common import RESULTS, bench_models, interleaved_p50s, median, save_feeds  # noqa: E402
 
-from hwopt.bench import BenchConfig, bench_session_options, measure_latency  # noqa: E402
+from hwopt.bench import bench_session_options  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
 from hwopt.model.stats import model_stats  # noqa: E402
 from hwopt.optimize import OptimizeOptions, optimize  # noqa: E402
@@ -55,15 +55,7 @@ def build_variants(model_path: Path, feeds: dict, workdir: Path) -> dict[str, on
 def measure(variants: dict[str, onnx.ModelProto], feeds: dict, rounds: int, seconds: float) -> dict[str, list[float]]:
     options = bench_session_options(default_session_options("all"))
     sessions = {name: create_session(model, options) for name, model in variants.items()}
-    p50s: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(rounds):
-        stats = measure_latency(
-            {name: (lambda s=s: s.run(None, feeds)) for name, s in sessions.items()},
-            BenchConfig(target_seconds=seconds),
-        )
-        for name, st in stats.items():
-            p50s[name].append(st.p50_ms)
-    return p50s
+    return interleaved_p50s(sessions, feeds, rounds, seconds)
 
 
 def main() -> None:

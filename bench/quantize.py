@@ -26,9 +26,9 @@ import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibration_data import IMAGE_SPECS, ensure_calibration, random_images  # noqa: E402
-from common import REAL_DIR, RESULTS, bench_models, median  # noqa: E402
+from common import REAL_DIR, RESULTS, bench_models, interleaved_p50s, median  # noqa: E402
 
-from hwopt.bench import BenchConfig, bench_session_options, measure_latency  # noqa: E402
+from hwopt.bench import BenchConfig, bench_session_options  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
 from hwopt.model.inputs import resolve_input_specs  # noqa: E402
 from hwopt.model.stats import model_stats  # noqa: E402
@@ -101,12 +101,7 @@ def measure(name: str, path: Path, rounds: int, seconds: float, workdir: Path) -
     sessions = {k: create_session(v, options) for k, v in variants.items()}
     reference = [run_session(sessions["fp32"], s) for s in held.samples]
     feeds = held.samples[0]
-    p50s: dict[str, list[float]] = {k: [] for k in sessions}
-    for _ in range(rounds):
-        stats = measure_latency({k: (lambda s=s: s.run(None, feeds)) for k, s in sessions.items()},
-                                BenchConfig(target_seconds=seconds))
-        for k, st in stats.items():
-            p50s[k].append(st.p50_ms)
+    p50s = interleaved_p50s(sessions, feeds, rounds, seconds)
     fp32_weights = model_stats(model).weight_bytes
     row = {"model": name, "fp32_p50_ms": median(p50s["fp32"]), "precision": report.builds[0].precision.to_dict(),
            "calibration": f"{len(calib)} samples from {folder.name} ({'images' if image_spec else 'arrays'})",

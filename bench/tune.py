@@ -26,10 +26,10 @@ from pathlib import Path
 import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, bench_models, median  # noqa: E402
+from common import RESULTS, bench_models, interleaved_p50s, median  # noqa: E402
 from quantize import calibration_for, ort_baselines  # noqa: E402
 
-from hwopt.bench import BenchConfig, bench_session_options, measure_latency  # noqa: E402
+from hwopt.bench import bench_session_options  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
 from hwopt.model.inputs import resolve_input_specs  # noqa: E402
 from hwopt.optimize import OptimizeOptions, optimize  # noqa: E402
@@ -67,12 +67,7 @@ def measure(name: str, path: Path, budget_minutes: float, rounds: int, seconds: 
     reference = [run_session(sessions[ANCHOR], s) for s in held.samples]
     budget = AccuracyBudget()
     feeds = held.samples[0]
-    p50s: dict[str, list[float]] = {k: [] for k in sessions}
-    for _ in range(rounds):
-        stats = measure_latency({k: (lambda s=s: s.run(None, feeds)) for k, s in sessions.items()},
-                                BenchConfig(target_seconds=seconds))
-        for k, st in stats.items():
-            p50s[k].append(st.p50_ms)
+    p50s = interleaved_p50s(sessions, feeds, rounds, seconds)
     row = {
         "model": name,
         "anchor_p50_ms": median(p50s[ANCHOR]),
