@@ -86,6 +86,8 @@ MEMORY_PLAN = "memory_plan.json"
 # measurement.
 MEMORY_SETTINGS = ("graph_optimization_level", "enable_mem_pattern", "enable_cpu_mem_arena", "execution_order")
 NO_FALLBACK = {"session.disable_cpu_ep_fallback": "1"}
+# Where a build keeps the INT8 variants within budget when asked (PrecisionOptions.keep_variants).
+INT8_VARIANTS = "int8-variants"
 
 
 @dataclasses.dataclass
@@ -344,6 +346,7 @@ def _build_for_target(run: Checks, target: Target, build_dir: Path) -> tuple[Bui
         precision_report, model = run_precision_stage(
             result.model, run.specs, stage, session_options_for(target, options), target.providers(),
             bench_seconds=options.bench.target_seconds, seed=options.seed,
+            keep=build_dir / INT8_VARIANTS if options.precision.keep_variants else None,
         )
     calibration = None
     if precision == "int8" and target.name != "cpu":

@@ -44,6 +44,8 @@ class PrecisionOptions:
     calib_method: str | None = None
     held_out: int = DEFAULT_HELD_OUT
     image_spec: ImageSpec | None = None
+    # Keep every INT8 variant within budget in the build's int8-variants/ (hwopt tune).
+    keep_variants: bool = False
 
     @classmethod
     def from_config(cls, config: Config) -> PrecisionOptions:
@@ -94,6 +96,7 @@ def run_precision_stage(
     providers: Providers,
     bench_seconds: float,
     seed: int = 0,
+    keep: Path | None = None,
 ) -> tuple[PrecisionReport, onnx.ModelProto]:
     """The report and the model to ship (the INT8 winner, or ``fp32`` itself)."""
     calib, held = calibration_sets(options, specs, seed)
@@ -105,7 +108,8 @@ def run_precision_stage(
     )
     with tempfile.TemporaryDirectory(prefix="hwopt-int8-") as tmp:
         report, chosen = choose_precision(
-            fp32, calib, held, options.mode, settings, host_info(), session_options, providers, Path(tmp)
+            fp32, calib, held, options.mode, settings, host_info(), session_options, providers, Path(tmp),
+            keep=keep,
         )
         model = onnx.load(str(chosen)) if chosen is not None else fp32
     return report, model

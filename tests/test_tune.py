@@ -111,6 +111,28 @@ def test_interrupted_search_keeps_its_best_and_resume_reuses_the_cache(
     assert second.elapsed_seconds >= first.elapsed_seconds  # the earlier run's time counts
 
 
+def test_int8_variants_within_budget_are_candidates_of_their_own(tiny_model_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    report = tune(tiny_model_path, _options(out, recipes=["original", "hwopt-int8"], variants=[],
+                                            base=OptimizeOptions()))
+    listing = next((out / ".tune-cache").glob("*/int8-variants/variants.json"))
+    kept = json.loads(listing.read_text())
+    assert kept, "the INT8 search kept its variants within budget"
+    assert all(entry["accuracy"]["cosine"] >= 0.99 for entry in kept)
+    variants = [name for name in report.recipes if name.startswith("hwopt-int8-v")]
+    # Every kept variant is a candidate, except the one the search shipped (the same model).
+    assert len(variants) >= len(kept) - 1 and variants
+    for name in variants:
+        candidate = next(c for c in report.candidates if c.id == f"{name}/target-defaults")
+        assert candidate.status in ("measured", "stopped", "rejected")
+    derived = [f for f in (out / ".tune-cache").iterdir() if f.is_dir() and (f / "build.json").is_file()
+               and json.loads((f / "build.json").read_text()).get("int8_variant")]
+    assert len(derived) == len(kept)
+    quantized = [f for f in derived if any(n.op_type in ("QuantizeLinear", "QLinearConv")
+                                           for n in onnx.load(str(f / "model.onnx")).graph.node)]
+    assert quantized, "at least one variant quantizes something (others may keep layers in float)"
+
+
 def test_resume_refuses_results_for_another_model(tiny_model_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     tune(tiny_model_path, _options(out, variants=[]))

@@ -27,7 +27,9 @@ kept or dropped.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -343,16 +345,38 @@ def choose_precision(
     session_options: Mapping[str, Any],
     providers: Providers,
     workdir: Path,
+    keep: Path | None = None,
 ) -> tuple[PrecisionReport, Path | None]:
     """Search INT8 variants of ``fp32``; return the report and the chosen INT8 model's path
-    (None when FP32 wins)."""
+    (None when FP32 wins). With ``keep``, every variant built within the accuracy budget is
+    copied there too, listed in ``variants.json`` (hwopt tune races them itself)."""
+    search = _Search(fp32, calib, held, settings, session_options, providers, workdir)
+    report, chosen = _choose(search, calib, held, requested, settings, host)
+    if keep is not None:
+        _keep_within_budget(search, keep)
+    return report, chosen
+
+
+def _keep_within_budget(search: _Search, keep: Path) -> None:
+    keep.mkdir(parents=True, exist_ok=True)
+    listed = []
+    for index, record in enumerate(search.records):
+        if record.config in search.paths and record.accuracy is not None and search.within(record):
+            name = f"variant_{index}.onnx"
+            shutil.copyfile(search.paths[record.config], keep / name)
+            listed.append({"file": name, "label": record.label, "accuracy": record.accuracy.to_dict(),
+                           "latency_ratio": record.latency_ratio, "status": record.status})
+    (keep / "variants.json").write_text(json.dumps(listed, indent=2) + "\n")
+
+
+def _choose(search: _Search, calib: SampleSet, held: SampleSet, requested: str, settings: SearchSettings,
+            host: HostInfo) -> tuple[PrecisionReport, Path | None]:
     report = PrecisionReport(
         requested=requested, chosen="fp32", chosen_label="FP32", reason="",
         budget=settings.budget, calibration_source=calib.source,
         calibration_samples=len(calib), held_out_samples=len(held),
         generated_data=calib.generated, isa=host.isa,
     )
-    search = _Search(fp32, calib, held, settings, session_options, providers, workdir)
     ranked = search.formats(host)
     base = search.accurate_base(ranked)
     report.variants = search.records

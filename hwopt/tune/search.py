@@ -35,15 +35,34 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from hwopt import guard
 from hwopt.bench import BenchConfig, LatencyStats, bench_session_options, measure_latency
-from hwopt.errors import TargetUnavailable, UsageError, one_line
+from hwopt.errors import OutputError, TargetUnavailable, UsageError, one_line
+from hwopt.memory.analysis import analyze_memory
 from hwopt.memory.probe import MeasurementFailed, measure_session_memory
 from hwopt.model.inputs import save_npz
 from hwopt.model.load import load_model
-from hwopt.optimize import OptimizeOptions, optimize, prepare_checks, session_options_for, versions
-from hwopt.output import MANIFEST, REPORT_JSON, TUNE_RESULTS, prepare_output_dir, write_bytes_atomic
+from hwopt.optimize import (
+    INT8_VARIANTS,
+    MEMORY_PLAN,
+    MODEL_FILE,
+    OptimizeOptions,
+    optimize,
+    prepare_checks,
+    session_options_for,
+    versions,
+)
+from hwopt.output import (
+    MANIFEST,
+    REPORT_JSON,
+    TUNE_RESULTS,
+    file_sha256,
+    prepare_output_dir,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from hwopt.quant.accuracy import AccuracyBudget, AccuracyResult, compare
 from hwopt.session import ORT_ERRORS, create_session
 from hwopt.targets import get_target
@@ -179,6 +198,8 @@ class Tuner:
         self.built: dict[str, Built] = {}
         self.recipe_notes: dict[str, str] = {}
         self.build_errors: dict[str, str] = {}  # recipe -> why a worker could not build it
+        self.survivors: list[Candidate] = []  # what the last rung of successive halving kept
+        self.variant_recipes: dict[str, list[str]] = {}  # INT8 recipe -> its variants' recipes
         self.sessions: dict[str, Any] = {}
         self.timeline: list[tuple[float, str, float]] = []  # (seconds, best id, best ratio)
         self.interrupted = ""
@@ -292,8 +313,10 @@ class Tuner:
             if not cached and self.left() < 0.35 * self.options.budget_seconds:
                 self.recipe_notes[recipe.name] = "not built: too little of the time budget left"
                 continue
-            if self._build(recipe):
-                self._race([self._candidate(recipe.name, TARGET_DEFAULTS)], first_seconds, rung=0,
+            names = [recipe.name] if self._build(recipe) else []
+            names += self.variant_recipes.pop(recipe.name, [])
+            if names:
+                self._race([self._candidate(n, TARGET_DEFAULTS) for n in names], first_seconds, rung=0,
                            against=self._leaders(1))
         self._halving()
         self._final_race()
@@ -341,9 +364,13 @@ class Tuner:
         pending = [c for c in pool if c.status == "pending"]
         if pending and self.left() > 0:
             self._race(pending, self._rung_seconds(len(pending), 0.05), rung)
+        self.survivors = [c for c in pool if c.usable]
 
     def _final_race(self) -> None:
-        finalists = self._leaders(FINALISTS)
+        # The last rung's survivors: a candidate stopped earlier keeps the ratio of an earlier,
+        # shorter race, which is not evidence against those that outlasted it.
+        survivors = sorted(self.survivors, key=lambda c: c.ratio)
+        finalists = survivors[:FINALISTS] if survivors else self._leaders(FINALISTS)
         baselines = [self._candidate(ORIGINAL, ORT_DEFAULTS), self._candidate(HWOPT, TARGET_DEFAULTS)]
         if "hwopt-int8" in self.built:
             baselines.append(self._candidate("hwopt-int8", TARGET_DEFAULTS))
@@ -371,6 +398,9 @@ class Tuner:
         report = json.loads((folder / REPORT_JSON).read_text())
         manifest = json.loads((folder / MANIFEST).read_text())
         built = Built(recipe, folder, report, manifest)
+        if recipe.precision == "int8":
+            # Even when the search kept FP32, its variants within budget are tune's to time.
+            self.variant_recipes[recipe.name] = self._int8_variants(built)
         label = manifest["precision"]
         if recipe.precision != "fp32" and label != recipe.precision:
             reason = (built.report_build.get("precision") or {}).get("reason") or f"the build is {label}"
@@ -386,15 +416,62 @@ class Tuner:
     def _save(self, c: Candidate) -> None:
         self.results.write(c, self.elapsed())
 
+    def _int8_variants(self, built: Built) -> list[str]:
+        """The INT8 search's other variants within budget, each as a recipe of its own with a
+        build folder like the search's pick (the INT8 choice is a measurement, and tune
+        measures more carefully than the search has time to)."""
+        listing = built.folder / INT8_VARIANTS / "variants.json"
+        if not listing.is_file():
+            return []
+        names = []
+        for index, entry in enumerate(json.loads(listing.read_text())):
+            name = f"{built.recipe.name}-v{index}"
+            folder = built.folder.parent / f"{built.folder.name}-v{index}"
+            if not (folder / MANIFEST).is_file():
+                self._derive_build(built, built.folder / INT8_VARIANTS / entry["file"], folder, entry["label"])
+            manifest = json.loads((folder / MANIFEST).read_text())
+            derived = Built(Recipe(name, f"INT8 variant {entry['label']} (from the INT8 search)", built.recipe.passes,
+                                   "int8", built.recipe.cost), folder, json.loads((folder / REPORT_JSON).read_text()),
+                            manifest)
+            if derived.model_sha256 == built.model_sha256 or any(
+                    b.model_sha256 == derived.model_sha256 for b in self.built.values()):
+                continue  # the search's own pick
+            self.recipes[name] = derived.recipe
+            self.built[name] = derived
+            names.append(name)
+        return names
+
+    def _derive_build(self, base: Built, model_path: Path, folder: Path, label: str) -> None:
+        """A build folder like ``base`` whose model is ``model_path``; the manifest last."""
+        folder.mkdir(parents=True, exist_ok=True)
+        model = onnx.load(str(model_path))
+        write_bytes_atomic(folder / MODEL_FILE, model_path.read_bytes())
+        plan = analyze_memory(model, self.checks.specs, feeds=self.checks.feeds[0]).plan_document(self.checks.specs)
+        write_json_atomic(folder / MEMORY_PLAN, plan)
+        report = json.loads((base.folder / REPORT_JSON).read_text())
+        for entry in report["builds"]:
+            entry["optimized"]["serialized_bytes"] = model_path.stat().st_size
+            entry.setdefault("warnings", []).append(
+                f"hwopt tune shipped INT8 variant {label}, not the one the INT8 search chose; its precision "
+                "section describes the search")
+        write_json_atomic(folder / REPORT_JSON, report)
+        write_bytes_atomic(folder / "report.md", (base.folder / "report.md").read_bytes())
+        manifest = dict(base.manifest)
+        manifest["model"] = MODEL_FILE
+        manifest["files"] = {name: file_sha256(folder / name) for name in (MODEL_FILE, MEMORY_PLAN)}
+        manifest["precision"] = "int8"
+        manifest["int8_variant"] = label
+        write_json_atomic(folder / MANIFEST, manifest)
+
     def _build_options(self, recipe: Recipe) -> OptimizeOptions:
         base = self.options.base
         return dataclasses.replace(
             base, targets=(self.target.name,), benchmark=False,
             passes=list(recipe.passes) if recipe.passes is not None else None, skip_passes=(),
-            precision=dataclasses.replace(base.precision, mode=recipe.precision, force=False),
-            # The INT8 search times its variants; tune re-times what it ships anyway.
-            bench=dataclasses.replace(base.bench, target_seconds=min(
-                base.bench.target_seconds, max(0.2, 0.004 * self.options.budget_seconds))),
+            # The INT8 search times its variants as optimize does: with less time per variant
+            # it picked a slower variant (inception_tiny: 1.03x optimize's INT8 build).
+            precision=dataclasses.replace(base.precision, mode=recipe.precision, force=False,
+                                          keep_variants=recipe.precision == "int8"),
             gates=dataclasses.replace(base.gates), session_overrides={},
         )
 
@@ -415,7 +492,10 @@ class Tuner:
             folder = prepare_output_dir(self.out_dir / CACHE_DIR / self._cache_key(self.recipes[name]),
                                         protected=[self.model_path])
             for file_name, data in result.items():
+                if Path(file_name).is_absolute() or ".." in Path(file_name).parts:
+                    raise OutputError(f"--workers: a worker returned the file '{file_name}', outside its build")
                 if file_name != MANIFEST:
+                    (folder / file_name).parent.mkdir(parents=True, exist_ok=True)
                     write_bytes_atomic(folder / file_name, data)
             write_bytes_atomic(folder / MANIFEST, result[MANIFEST])  # last: the build is complete
 

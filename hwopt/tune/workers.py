@@ -89,7 +89,8 @@ class Workers:
 
 
 def _build_task(model_files: Mapping[str, bytes], model: str, options: Any) -> dict[str, bytes] | str:
-    """One recipe's build on a worker: the build folder's files, or a one-line error."""
+    """One recipe's build on a worker: the build folder's files (relative paths, INT8
+    variants included), or a one-line error."""
     from hwopt.optimize import optimize
 
     with tempfile.TemporaryDirectory(prefix="hwopt-tune-build-") as tmp:
@@ -102,7 +103,7 @@ def _build_task(model_files: Mapping[str, bytes], model: str, options: Any) -> d
             optimize(source / model, dataclasses.replace(options, output_dir=out))
         except HwoptError as exc:
             return one_line(exc)
-        return {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+        return {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
 
 def _race_task(entries: Sequence[RaceEntry], feeds: Sequence[Mapping[str, Any]],
