@@ -85,6 +85,11 @@ class LatencyStats:
             batch=batch,
         )
 
+    @classmethod
+    def from_dict(cls, data: dict) -> LatencyStats:
+        """Back from ``to_dict`` (or ``dataclasses.asdict``): the derived figures are dropped."""
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["throughput_per_s"] = self.throughput if self.p50_ms > 0 else None

@@ -167,7 +167,7 @@ def _symbols_fixed_by_overrides(
         if declared and len(declared) != len(shape):
             raise InputSpecError(
                 f"--input-shape {vi.name}: rank {len(shape)} given, the model declares rank "
-                f"{len(declared)} {_format_declared(declared)}"
+                f"{len(declared)} {format_dims(declared)}"
             )
         for axis, (want, given) in enumerate(zip(declared, shape)):
             if isinstance(want, int) and want > 0 and want != given:
@@ -200,8 +200,22 @@ def _fill_dims(
     return tuple(shape), tuple(defaulted)
 
 
-def _format_declared(declared: Sequence[Dim]) -> str:
+def format_dims(declared: Sequence[Dim]) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in declared) + "]"
+
+
+def check_array(where: object, spec: InputSpec, array: np.ndarray) -> None:
+    """An array given for input ``spec`` has its dtype and every dimension it fixes."""
+    if array.dtype != spec.dtype:
+        raise InputSpecError(f"{where}: '{spec.name}' is {array.dtype}, the model wants {spec.dtype}")
+    declared = spec.declared
+    if declared and (
+        len(declared) != array.ndim
+        or any(isinstance(d, int) and d > 0 and d != a for d, a in zip(declared, array.shape))
+    ):
+        raise InputSpecError(
+            f"{where}: '{spec.name}' has shape {list(array.shape)}, the model declares {format_dims(declared)}"
+        )
 
 
 def max_feed_bytes() -> int:
@@ -283,18 +297,7 @@ def load_feeds(path: str | Path, specs: Sequence[InputSpec]) -> dict[str, np.nda
         )
     feeds = {}
     for name, array in arrays.items():
-        spec = by_name[name]
-        if array.dtype != spec.dtype:
-            raise InputSpecError(f"{path}: '{name}' is {array.dtype}, the model wants {spec.dtype}")
-        declared = spec.declared
-        if declared and (
-            len(declared) != array.ndim
-            or any(isinstance(d, int) and d > 0 and d != a for d, a in zip(declared, array.shape))
-        ):
-            raise InputSpecError(
-                f"{path}: '{name}' has shape {list(array.shape)}, the model declares "
-                f"{_format_declared(declared)}"
-            )
+        check_array(path, by_name[name], array)
         feeds[name] = array
     return feeds
 

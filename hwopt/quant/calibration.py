@@ -33,7 +33,14 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
 from hwopt.errors import InputSpecError, one_line
-from hwopt.model.inputs import InputSpec, array_file_bytes, check_feed_bytes, generate_feeds
+from hwopt.model.inputs import (
+    InputSpec,
+    array_file_bytes,
+    check_array,
+    check_feed_bytes,
+    format_dims,
+    generate_feeds,
+)
 from hwopt.quant.images import IMAGE_SUFFIXES, ImageSpec, load_image
 
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -274,18 +281,7 @@ def _checked(sample: dict[str, np.ndarray], specs: Sequence[InputSpec], path: Pa
     where = f"{path} ({what})" if what else str(path)
     _check_names(sample, specs, where)
     for spec in specs:
-        array = sample[spec.name]
-        if array.dtype != spec.dtype:
-            raise InputSpecError(f"{where}: '{spec.name}' is {array.dtype}, the model wants {spec.dtype}")
-        declared = spec.declared
-        if declared and (
-            len(declared) != array.ndim
-            or any(isinstance(d, int) and d > 0 and d != a for d, a in zip(declared, array.shape))
-        ):
-            raise InputSpecError(
-                f"{where}: '{spec.name}' has shape {list(array.shape)}, the model declares "
-                f"{_format_dims(declared)}"
-            )
+        check_array(where, spec, sample[spec.name])
     return sample
 
 
@@ -307,7 +303,7 @@ def _image_input(specs: Sequence[InputSpec], image_spec: ImageSpec | None, folde
     else:
         chosen = [s for s in specs if len(s.declared) == 4 and np.issubdtype(s.dtype, np.floating)]
         if len(chosen) != 1:
-            listed = ", ".join(f"{s.name} ({s.dtype} {_format_dims(s.declared)})" for s in specs)
+            listed = ", ".join(f"{s.name} ({s.dtype} {format_dims(s.declared)})" for s in specs)
             reason = "no" if not chosen else "more than one"
             raise InputSpecError(
                 f"{folder}: the model has {reason} floating-point input of rank 4 to feed images "
@@ -328,10 +324,8 @@ def _image_input(specs: Sequence[InputSpec], image_spec: ImageSpec | None, folde
     ):
         raise InputSpecError(
             f"[calibration.image] makes '{image_input.name}' {list(shape)} ({image_spec.layout}, "
-            f"size {list(image_spec.size)}, 3 channels); the model declares {_format_dims(declared)}"
+            f"size {list(image_spec.size)}, 3 channels); the model declares {format_dims(declared)}"
         )
     return image_input
 
 
-def _format_dims(dims: Sequence[int | str | None]) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"

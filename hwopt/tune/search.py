@@ -147,9 +147,7 @@ class Candidate:
         self.ratio, self.found_at_s = data["ratio"], data["found_at_s"]
         self.memory_bytes, self.size_bytes = data["memory_bytes"], data["size_bytes"]
         if data.get("latency"):
-            lat = data["latency"]
-            self.stats = LatencyStats(**{k: lat[k] for k in (
-                "runs", "mean_ms", "std_ms", "min_ms", "p50_ms", "p90_ms", "p99_ms", "batch")})
+            self.stats = LatencyStats.from_dict(data["latency"])
         if data.get("accuracy"):
             self.accuracy = AccuracyResult(**data["accuracy"])
 
@@ -200,6 +198,7 @@ class Tuner:
         self.build_errors: dict[str, str] = {}  # recipe -> why a worker could not build it
         self.survivors: list[Candidate] = []  # what the last rung of successive halving kept
         self.variant_recipes: dict[str, list[str]] = {}  # INT8 recipe -> its variants' recipes
+        self._decisive: dict[str, Any] | None = None  # what every cache key hashes (see _cache_folder)
         self.sessions: dict[str, Any] = {}
         self.timeline: list[tuple[float, str, float]] = []  # (seconds, best id, best ratio)
         self.interrupted = ""
@@ -307,9 +306,9 @@ class Tuner:
         first = [self._candidate(ORIGINAL, ORT_DEFAULTS)] + [
             self._candidate(name, TARGET_DEFAULTS) for name in self.built]
         first_seconds = self._rung_seconds(len(first), share=0.08)
-        self._race([c for c in first if c.status == "pending"] or [], first_seconds, rung=0)
+        self._race([c for c in first if c.status == "pending"], first_seconds, rung=0)
         for recipe in expensive:
-            cached = (self.out_dir / CACHE_DIR / self._cache_key(recipe) / MANIFEST).is_file()
+            cached = (self._cache_folder(recipe) / MANIFEST).is_file()
             if not cached and self.left() < 0.35 * self.options.budget_seconds:
                 self.recipe_notes[recipe.name] = "not built: too little of the time budget left"
                 continue
@@ -383,8 +382,7 @@ class Tuner:
     def _build(self, recipe: Recipe) -> bool:
         """Build ``recipe`` (or take it from the cache); False when it yields nothing new."""
         self._report_progress(f"building {recipe.name}")
-        key = self._cache_key(recipe)
-        folder = self.out_dir / CACHE_DIR / key
+        folder = self._cache_folder(recipe)
         error = self.build_errors.get(recipe.name)
         if error is not None:
             self._recipe_failed(recipe, f"cannot build: {error}")
@@ -478,7 +476,7 @@ class Tuner:
     def _build_on_workers(self) -> None:
         """Build every recipe not in the cache in parallel on the workers, into the cache."""
         jobs = {r.name: self._build_options(r) for r in self.recipes.values()
-                if not (self.out_dir / CACHE_DIR / self._cache_key(r) / MANIFEST).is_file()}
+                if not (self._cache_folder(r) / MANIFEST).is_file()}
         if not jobs:
             return
         self._report_progress(f"building {len(jobs)} recipes on the workers")
@@ -489,7 +487,7 @@ class Tuner:
             if isinstance(result, str):
                 self.build_errors[name] = result
                 continue
-            folder = prepare_output_dir(self.out_dir / CACHE_DIR / self._cache_key(self.recipes[name]),
+            folder = prepare_output_dir(self._cache_folder(self.recipes[name]),
                                         protected=[self.model_path])
             for file_name, data in result.items():
                 if Path(file_name).is_absolute() or ".." in Path(file_name).parts:
@@ -505,13 +503,19 @@ class Tuner:
         c.status, c.reason = status, reason
         self._save(c)
 
-    def _cache_key(self, recipe: Recipe) -> str:
+    def _cache_folder(self, recipe: Recipe) -> Path:
+        """Where ``recipe``'s build is cached: a hash of everything that decides the build."""
+        if self._decisive is None:  # once: it digests the feeds file and the calibration folder
+            self._decisive = self._decisive_settings()
+        key = json.dumps({**self._decisive, "recipe": dataclasses.asdict(recipe)}, sort_keys=True, default=str)
+        return self.out_dir / CACHE_DIR / hashlib.sha256(key.encode()).hexdigest()[:20]
+
+    def _decisive_settings(self) -> dict[str, Any]:
         base = self.options.base
         precision = base.precision
         calib = precision.calib_path
-        decisive = {
+        return {
             "source": self.loaded.sha256,
-            "recipe": dataclasses.asdict(recipe),
             "target": self.target.name,
             "target_options": dict(self.target.options),
             "input_shapes": {k: list(v) for k, v in base.input_shapes.items()},
@@ -524,7 +528,6 @@ class Tuner:
             "seed": base.seed,
             "versions": versions(),
         }
-        return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
     # --- timing ----------------------------------------------------------------------------
 
@@ -603,7 +606,7 @@ class Tuner:
             outcome = outcomes[c.id]
             self._take_outcome(c, outcome)
             if outcome.get("stats") is not None:
-                stats[c.id] = LatencyStats(**outcome["stats"])
+                stats[c.id] = LatencyStats.from_dict(outcome["stats"])
         return stats
 
     def _measure_memory(self) -> None:
