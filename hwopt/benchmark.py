@@ -345,7 +345,7 @@ class BenchReport:
         if not measured:
             return notes
         notes.append(
-            f"runs interleaved in one process, order rotated each round, after {BenchConfig().warmup_runs} "
+            f"runs interleaved in one process, order shuffled each round, after {BenchConfig().warmup_runs} "
             f"warm-up runs; about {self.options.seconds:g} s per variant; thread spinning off in every "
             "session (sessions sharing a process would steal each other's cores)"
         )
