@@ -129,3 +129,31 @@ def test_calibration_sample_stands_in_for_generated_feeds(tmp_path: Path, monkey
     report = json.loads(proc.stdout)
     assert report["feeds"]["source"].startswith("calibration sample")
     assert report["inputs"][0]["shape"] == [1, 16]
+
+
+def test_a_layer_group_goes_back_to_float_only_when_every_race_agrees() -> None:
+    from types import SimpleNamespace
+
+    from hwopt.quant.search import GROUP_RACES, SearchSettings, VariantRecord, _Search
+    from hwopt.quant.variants import QuantConfig
+
+    def decide(races: list[tuple[float, float]]) -> tuple[bool, int]:
+        """(decision, races run) when race i gives (base ratio, candidate ratio) = races[i]."""
+        base, candidate = VariantRecord("base", QuantConfig()), VariantRecord("cand", QuantConfig(exclude=("n",)))
+        script = iter(races)
+
+        def time(records, seconds):
+            base.latency_ratio, candidate.latency_ratio = next(script)
+            ran.append(seconds)
+
+        ran: list[float] = []
+        search = SimpleNamespace(time=time, settings=SearchSettings())
+        return _Search.faster_in_float(search, base, candidate), len(ran)
+
+    assert GROUP_RACES == 2
+    assert decide([(0.90, 0.85), (0.91, 0.86)]) == (True, 2)
+    # One race's gain that the next race does not confirm is noise: INT8 stays.
+    assert decide([(0.90, 0.85), (0.90, 0.89)]) == (False, 2)
+    # A first race without a clear gain ends it.
+    assert decide([(0.90, 0.89), (0.90, 0.80)]) == (False, 1)
+    assert decide([(0.90, None)]) == (False, 1)
