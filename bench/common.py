@@ -127,5 +127,16 @@ def interleaved_p50s(sessions: dict, feeds: dict, rounds: int, seconds: float) -
     return p50s
 
 
+def fresh_session_p50s(open_sessions, feeds: dict, rounds: int, seconds: float) -> dict[str, list[float]]:
+    """Like :func:`interleaved_p50s`, with sessions from ``open_sessions()`` made anew for every
+    round: one session of a model can run several percent off another (where its buffers
+    landed), and a user gets a fresh one."""
+    p50s: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for name, values in interleaved_p50s(open_sessions(), feeds, 1, seconds).items():
+            p50s.setdefault(name, []).extend(values)
+    return p50s
+
+
 def median(values: list[float]) -> float:
     return float(np.median(np.asarray(values)))

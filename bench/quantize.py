@@ -1,12 +1,13 @@
 """INT8: hwopt --precision auto against onnxruntime's quantize_static defaults and
-quantize_dynamic, all against the FP32 model under ORT_ENABLE_ALL, interleaved in one process.
+quantize_dynamic, all against the FP32 model under ORT_ENABLE_ALL, interleaved in one process,
+fresh sessions every round.
 
 Calibration data looks like each model's inputs (bench/calibration_data.py: rendered text for
 PP-OCR, synthetic speech for silero VAD, N(0, 1) for the random-weight models); the last 4
 samples of each set are held out, and every accuracy figure is on those only. Baselines are
 calibrated on the same samples hwopt calibrates on.
 
-    python bench/quantize.py [--models a,b] [--rounds 3] [--seconds 2]
+    python bench/quantize.py [--models a,b] [--rounds 5] [--seconds 2]
 
 Writes bench/results/quantize.md and bench/results/quantize.json.
 """
@@ -26,7 +27,7 @@ import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibration_data import IMAGE_SPECS, ensure_calibration, random_images  # noqa: E402
-from common import REAL_DIR, RESULTS, bench_models, interleaved_p50s, median  # noqa: E402
+from common import REAL_DIR, RESULTS, bench_models, fresh_session_p50s, median  # noqa: E402
 
 from hwopt.bench import BenchConfig, bench_session_options  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
@@ -98,10 +99,14 @@ def measure(name: str, path: Path, rounds: int, seconds: float, workdir: Path) -
     variants = {"fp32": path, "hwopt": workdir / "hwopt" / "model.onnx", **ort_baselines(path, calib, workdir)}
 
     options = bench_session_options(default_session_options("all"))
-    sessions = {k: create_session(v, options) for k, v in variants.items()}
+
+    def open_all() -> dict:
+        return {k: create_session(v, options) for k, v in variants.items()}
+
+    sessions = open_all()
     reference = [run_session(sessions["fp32"], s) for s in held.samples]
     feeds = held.samples[0]
-    p50s = interleaved_p50s(sessions, feeds, rounds, seconds)
+    p50s = fresh_session_p50s(open_all, feeds, rounds, seconds)
     fp32_weights = model_stats(model).weight_bytes
     row = {"model": name, "fp32_p50_ms": median(p50s["fp32"]), "precision": report.builds[0].precision.to_dict(),
            "calibration": f"{len(calib)} samples from {folder.name} ({'images' if image_spec else 'arrays'})",
@@ -120,7 +125,7 @@ def measure(name: str, path: Path, rounds: int, seconds: float, workdir: Path) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", help="comma-separated subset of model names")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--keep", action="store_true",
                         help="keep the rows of models not measured now from the existing quantize.json")
@@ -164,7 +169,8 @@ def write(rows: list[dict]) -> None:
         "# INT8: hwopt --precision auto vs onnxruntime's quantize_static and quantize_dynamic", "",
         f"{stamp}; {host.cpu}, {host.cores} cores; instruction sets: {', '.join(host.isa)}; onnxruntime "
         f"{host.onnxruntime}. Latency = p50 / FP32 p50 (the original model, ORT_ENABLE_ALL), median of "
-        "interleaved rounds; cos = worst cosine similarity to FP32 on 4 held-out samples; top-1 = arg-max "
+        "interleaved rounds, fresh sessions each round; cos = worst cosine similarity to FP32 on 4 held-out "
+        "samples; top-1 = arg-max "
         "agreement for classifier-like outputs; w = weight bytes / FP32 weight bytes. hwopt's build also "
         "includes its FP32 graph passes.", "",
         "| model | FP32 p50 ms | hwopt auto | hwopt chose | ORT quantize_static (defaults) | ORT quantize_dynamic |",

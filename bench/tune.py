@@ -26,7 +26,7 @@ from pathlib import Path
 import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, bench_models, interleaved_p50s, median  # noqa: E402
+from common import RESULTS, bench_models, fresh_session_p50s, median  # noqa: E402
 from quantize import calibration_for, ort_baselines  # noqa: E402
 
 from hwopt.bench import bench_session_options  # noqa: E402
@@ -70,14 +70,7 @@ def measure(name: str, path: Path, budget_minutes: float, rounds: int, seconds: 
     reference = [run_session(sessions[ANCHOR], s) for s in held.samples]
     budget = AccuracyBudget()
     feeds = held.samples[0]
-    # Fresh sessions every round: one session of a model can be several percent faster or
-    # slower than another, and a user gets a fresh one.
-    p50s: dict[str, list[float]] = {k: [] for k in variants}
-    for round_index in range(rounds):
-        if round_index:
-            sessions = open_all()
-        for k, v in interleaved_p50s(sessions, feeds, 1, seconds).items():
-            p50s[k] += v
+    p50s = fresh_session_p50s(open_all, feeds, rounds, seconds)
     row = {
         "model": name,
         "anchor_p50_ms": median(p50s[ANCHOR]),
