@@ -55,7 +55,20 @@ def test_nodes_that_add_noise_rank_first() -> None:
         node.name = f"n{i}"
     # a: 40 dB (noise 1e-4, added by n0); b: 39 dB (n1 adds little); y: 20 dB (n2 adds 1e-2).
     ranked = rank_nodes(model, {"a": 40.0, "b": 39.0, "y": 20.0})
-    assert [name for name, _ in ranked] == ["n2", "n0", "n1"]
+    assert [unit for unit, _ in ranked] == [("n2",), ("n0",), ("n1",)]
+
+
+def test_a_node_behind_an_unmeasured_tensor_ranks_with_its_producer() -> None:
+    # The quantizer puts no Q/DQ pair between a Conv-like n1 and the Relu n2 it absorbs:
+    # b is never measured, so the noise n1 makes first shows at c, after n2.
+    model = make_model("""<ir_version: 8, opset_import: ["" : 17]>
+        g (float[1, 4] x) => (float[1, 4] y) { a = Neg (x)  b = Sigmoid (a)  c = Relu (b)  y = Neg (c) }""")
+    for i, node in enumerate(model.graph.node):
+        node.name = f"n{i}"
+    ranked = rank_nodes(model, {"a": 40.0, "c": 10.0, "y": 9.9})
+    assert ranked[0][0] == ("n2", "n1")
+    # n2's added noise is measured from a's level, not from silence before the unmeasured b.
+    assert abs(ranked[0][1] - (0.1 - 1e-4)) < 1e-9
 
 
 def test_impossible_budget_keeps_fp32_and_exits_3(tmp_path: Path) -> None:

@@ -276,16 +276,17 @@ class _Search:
         except Exception as exc:  # noqa: BLE001 - ORT's debug tooling; a failure ends the fallback, reported
             record.reason += f"; sensitivity analysis failed: {type(exc).__name__}: {one_line(exc)}"
             return None
-        ranked = [name for name, _ in rank_nodes(self.fp32_model, sqnr)]
+        units = [unit for unit, _ in rank_nodes(self.fp32_model, sqnr)]
         for count in FALLBACK_STEPS:
-            if count > len(ranked) // 2:
+            if count > len(units) // 2:
                 break
-            exclude = tuple(sorted(set(record.config.exclude) | set(ranked[:count])))
+            names = [name for unit in units[:count] for name in unit]
+            exclude = tuple(sorted(set(record.config.exclude) | set(names)))
             candidate = self.build(dataclasses.replace(record.config, exclude=exclude))
             if self.within(candidate):
                 candidate.reason = (
-                    f"the {count} node(s) adding the most quantization noise kept in float "
-                    f"({', '.join(ranked[:3])}{', ...' if count > 3 else ''})"
+                    f"the {len(names)} node(s) adding the most quantization noise kept in float "
+                    f"({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
                 )
                 return candidate
             self.mark_over_budget(candidate)
