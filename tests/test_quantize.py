@@ -170,3 +170,20 @@ def test_a_layer_group_goes_back_to_float_only_when_every_race_agrees() -> None:
     # A first race without a clear gain ends it.
     assert decide([(0.90, 0.89), (0.90, 0.80)]) == (False, 1)
     assert decide([(0.90, None)]) == (False, 1)
+
+
+def test_a_model_the_quantizer_cannot_touch_is_never_called_int8(tmp_path: Path) -> None:
+    # Every operator of this model is one onnxruntime's quantizer leaves in float (silero VAD
+    # is like it: its Convs and LSTMs sit inside If branches). Its "INT8" variants would be
+    # the float model under another name.
+    model = make_model("""<ir_version: 8, opset_import: ["" : 17]>
+        g (float[1, 8] x) => (float[1, 8] y) { a = Neg (x)  b = Abs (a)  y = Neg (b) }""")
+    path = tmp_path / "float_only.onnx"
+    onnx.save(model, str(path))
+    proc = invoke_cli("quantize", path, "-o", tmp_path / "b", "--calib-samples", "4", "--bench-seconds", "0.1",
+                      "--json")
+    assert proc.returncode == 3, proc.stderr
+    precision = json.loads(proc.stdout)["builds"][0]["precision"]
+    assert precision["chosen"] == "fp32"
+    assert "left every operator in float" in precision["reason"]
+    assert {v["status"] for v in precision["variants"]} == {"failed"}

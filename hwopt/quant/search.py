@@ -63,6 +63,8 @@ HALVING_TIES = 1.03
 # convolutional backbone of a hybrid model (a CNN feeding attention, as PP-OCRv4 rec) often
 # quantizes well where its attention does not.
 OP_SCOPES = (("Conv",), ("Conv", "MatMul", "Gemm"))
+# Operators that mark a model as quantized (besides QLinear* and *Integer).
+INTEGER_OPS = frozenset({"QuantizeLinear", "DynamicQuantizeLinear", "QGemm", "QAttention"})
 
 
 def _ratio(record: VariantRecord) -> float:
@@ -175,6 +177,12 @@ class _Search:
             path = self.quantizer.quantize(config)
         except QuantizationFailed as exc:
             record.status, record.reason = "failed", f"quantizer: {exc}"
+            return record
+        if not quantizes_anything(onnx.load(str(path), load_external_data=False).graph):
+            # silero VAD keeps its Convs and LSTMs inside If branches, which the quantizer does
+            # not enter: its "INT8" variants were the float model, and one was shipped as INT8.
+            record.status = "failed"
+            record.reason = "the quantizer left every operator in float (none it handles outside subgraphs)"
             return record
         self.paths[config] = path
         record.size_bytes = path.stat().st_size
@@ -324,6 +332,16 @@ class _Search:
         return True
 
 
+def quantizes_anything(graph: onnx.GraphProto) -> bool:
+    """Whether ``graph`` (or a subgraph in it) has an operator that runs on integers."""
+    for node in graph.node:
+        if node.op_type in INTEGER_OPS or node.op_type.startswith("QLinear") or node.op_type.endswith("Integer"):
+            return True
+        if any(quantizes_anything(a.g) for a in node.attribute if a.type == onnx.AttributeProto.GRAPH):
+            return True
+    return False
+
+
 def layer_groups(model: onnx.ModelProto) -> dict[str, list[str]]:
     """Node groups whose INT8 kernels are often slower than float on CPUs."""
     weights = {init.name: tuple(init.dims) for init in model.graph.initializer}
@@ -396,6 +414,10 @@ def _choose(search: _Search, calib: SampleSet, held: SampleSet, requested: str, 
     base = search.accurate_base(ranked)
     report.variants = search.records
     if base is None:
+        failed = [r for r in search.records if r.status == "failed"]
+        if failed and len(failed) == len(search.records):
+            report.reason = f"no INT8 variant could be made: {failed[0].reason}"
+            return report, None
         report.reason = f"no INT8 variant met the accuracy budget ({settings.budget.describe()})"
         return report, _forced(search, ranked, settings, report)
     base = search.refine_groups(base)
