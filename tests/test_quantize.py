@@ -187,3 +187,29 @@ def test_a_model_the_quantizer_cannot_touch_is_never_called_int8(tmp_path: Path)
     assert precision["chosen"] == "fp32"
     assert "left every operator in float" in precision["reason"]
     assert {v["status"] for v in precision["variants"]} == {"failed"}
+
+
+def test_int8_ships_only_when_every_race_beats_fp32() -> None:
+    from types import SimpleNamespace
+
+    from hwopt.quant.search import SHIP_RACES, SearchSettings, VariantRecord, _Search
+    from hwopt.quant.variants import QuantConfig
+
+    def decide(races: list[float | None]) -> tuple[bool, float | None, int]:
+        record = VariantRecord("int8", QuantConfig())
+        script = iter(races)
+
+        def time(records, seconds):
+            record.latency_ratio = next(script)
+            ran.append(seconds)
+
+        ran: list[float] = []
+        search = SimpleNamespace(time=time, settings=SearchSettings())
+        return _Search.beats_fp32(search, record), record.latency_ratio, len(ran)
+
+    assert SHIP_RACES == 2
+    # The reported ratio is the slowest race: the figure the decision rests on.
+    assert decide([0.80, 0.85]) == (True, 0.85, 2)
+    assert decide([0.80, 0.99]) == (False, 0.99, 2)
+    assert decide([0.99, 0.50]) == (False, 0.99, 1)
+    assert decide([0.80, None]) == (False, None, 2)

@@ -47,8 +47,11 @@ from hwopt.session import ORT_ERRORS, Providers, create_session, run_session
 
 log = logging.getLogger(__name__)
 
-# A variant must beat FP32 by more than this to ship: below it, the difference is noise.
+# A variant must beat FP32 by more than this, in each of SHIP_RACES races with fresh
+# sessions, to ship: below it, the difference is noise. With one race, the choice between
+# INT8 and FP32 flipped from run to run on mobilenetv2_tiny and resnext_tiny.
 SPEED_MARGIN = 0.98
+SHIP_RACES = 2
 # Keeping a layer group in float must gain at least this much, in each of GROUP_RACES races
 # with fresh sessions, to be kept: one race's few percent are within what one session of a
 # model differs from another, and every group in float costs weight size. With one race,
@@ -217,6 +220,18 @@ class _Search:
         for record in records:
             if record.label in stats:
                 record.latency_ratio = stats[record.label].p50_ms / stats["fp32"].p50_ms
+
+    def beats_fp32(self, record: VariantRecord) -> bool:
+        """Whether ``record`` runs under SPEED_MARGIN x FP32 in every one of SHIP_RACES races; its
+        ratio becomes the slowest one measured (it stops at the first race it loses)."""
+        ratios = []
+        for _ in range(SHIP_RACES):
+            self.time([record], self.settings.bench_seconds)
+            ratios.append(record.latency_ratio)
+            if record.latency_ratio is None or record.latency_ratio >= SPEED_MARGIN:
+                break
+        record.latency_ratio = None if None in ratios else max(ratios)
+        return record.latency_ratio is not None and record.latency_ratio < SPEED_MARGIN
 
     def within(self, record: VariantRecord) -> bool:
         accuracy = self.accuracy(record)
@@ -421,11 +436,11 @@ def _choose(search: _Search, calib: SampleSet, held: SampleSet, requested: str, 
         report.reason = f"no INT8 variant met the accuracy budget ({settings.budget.describe()})"
         return report, _forced(search, ranked, settings, report)
     base = search.refine_groups(base)
-    search.time([base], settings.bench_seconds)
-    if base.latency_ratio is None or base.latency_ratio >= SPEED_MARGIN:
+    if not search.beats_fp32(base):
+        ratio = f"{base.latency_ratio:.2f}x" if base.latency_ratio is not None else "an unmeasured"
         base.status = "slower"
-        base.reason = f"{base.latency_ratio:.2f}x FP32 latency: not faster than FP32 beyond noise"
-        report.reason = f"the best INT8 variant within budget runs at {base.latency_ratio:.2f}x FP32"
+        base.reason = f"{ratio} FP32 latency: not faster than FP32 beyond noise in {SHIP_RACES} races"
+        report.reason = f"the best INT8 variant within budget runs at {ratio} FP32"
         return report, _forced(search, [base], settings, report)
     base.status = "chosen"
     for record in search.records:
