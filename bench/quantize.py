@@ -170,8 +170,8 @@ def write(rows: list[dict]) -> None:
         f"{stamp}; {host.cpu}, {host.cores} cores; instruction sets: {', '.join(host.isa)}; onnxruntime "
         f"{host.onnxruntime}. Latency = p50 / FP32 p50 (the original model, ORT_ENABLE_ALL), median of "
         "interleaved rounds, fresh sessions each round; cos = worst cosine similarity to FP32 on 4 held-out "
-        "samples; top-1 = arg-max "
-        "agreement for classifier-like outputs; w = weight bytes / FP32 weight bytes. hwopt's build also "
+        "samples; top-1 = arg-max agreement for classifier-like outputs; w = weight bytes / FP32 weight "
+        "bytes. hwopt's build also "
         "includes its FP32 graph passes.", "",
         "| model | FP32 p50 ms | hwopt auto | hwopt chose | ORT quantize_static (defaults) | ORT quantize_dynamic |",
         "|---|---:|---|---|---|---|",

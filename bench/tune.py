@@ -4,9 +4,10 @@ and onnxruntime's quantize_static with its defaults.
 
 For each model: tune (calibration data as in bench/quantize.py), build the baselines, then
 time all four interleaved in one process for several rounds, each with fresh sessions;
-latency is the median over rounds of p50 / p50 of the original under onnxruntime's defaults. Accuracy of every variant is
-checked on the 4 held-out calibration samples against the FP32 model with the default budget
-(cosine >= 0.99, top-1 >= 99%); a baseline over budget does not count as a competitor.
+latency is the median over rounds of p50 / p50 of the original under onnxruntime's
+defaults. Accuracy of every variant is checked on the 4 held-out calibration samples against
+the FP32 model with the default budget (cosine >= 0.99, top-1 >= 99%); a baseline over
+budget does not count as a competitor.
 
     python bench/tune.py [--models a,b] [--budget-minutes 5] [--rounds 5] [--seconds 2]
 
@@ -63,6 +64,7 @@ def measure(name: str, path: Path, budget_minutes: float, rounds: int, seconds: 
                 ANCHOR: (path, {})}
     if "ort_static" in stock:
         variants["ORT quantize_static"] = (stock["ort_static"], {})
+
     def open_all() -> dict:
         return {k: create_session(p, bench_session_options(o)) for k, (p, o) in variants.items()}
 
@@ -136,8 +138,8 @@ def write(rows: list[dict], budget_minutes: float) -> None:
         f"# hwopt tune --target cpu --budget-minutes {budget_minutes:g} against the alternatives", "",
         f"{stamp}; {host.cpu}, {host.cores} cores; onnxruntime {host.onnxruntime}. Latency = p50 / p50 of the "
         "original model under onnxruntime's default session options, median of interleaved rounds in one "
-        "process, fresh sessions each round; cos = worst cosine similarity to FP32 on 4 held-out calibration samples; top-1 = arg-max "
-        "agreement for classifier-like outputs. tune vs best = tune's ratio / the best baseline within the "
+        "process, fresh sessions each round; cos = worst cosine similarity to FP32 on 4 held-out calibration "
+        "samples; top-1 = arg-max agreement for classifier-like outputs. tune vs best = tune's ratio / the best baseline within the "
         "accuracy budget (at most 1.00x means tune is at least as fast). 95% at = seconds into the search "
         "when a candidate within 5% of its final best was first timed.", "",
         "| model | ORT defaults p50 ms | hwopt tune | hwopt optimize | ORT quantize_static | tune vs best | "

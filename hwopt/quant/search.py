@@ -429,9 +429,8 @@ def _choose(search: _Search, calib: SampleSet, held: SampleSet, requested: str, 
     base = search.accurate_base(ranked)
     report.variants = search.records
     if base is None:
-        failed = [r for r in search.records if r.status == "failed"]
-        if failed and len(failed) == len(search.records):
-            report.reason = f"no INT8 variant could be made: {failed[0].reason}"
+        if search.records and all(r.status == "failed" for r in search.records):
+            report.reason = f"no INT8 variant could be made: {search.records[0].reason}"
             return report, None
         report.reason = f"no INT8 variant met the accuracy budget ({settings.budget.describe()})"
         return report, _forced(search, ranked, settings, report)

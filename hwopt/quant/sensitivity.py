@@ -54,29 +54,29 @@ def rank_nodes(model: onnx.ModelProto, sqnr: dict[str, float]) -> list[tuple[tup
 
     producer = {out: node for node in model.graph.node for out in node.output}
 
+    def reads(node: onnx.NodeProto, depth: int) -> tuple[float, tuple[str, ...]]:
+        """Noise reaching ``node``'s inputs, and the unmeasured nodes it passed through."""
+        level, chain = 0.0, ()
+        for name in node.input:
+            if name:
+                upstream, nodes = source(name, depth)
+                level, chain = max(level, upstream), chain + nodes
+        return level, chain
+
     def source(tensor: str, depth: int) -> tuple[float, tuple[str, ...]]:
-        """Noise reaching ``tensor`` and the unmeasured nodes it passed through."""
         if tensor in sqnr:
             return noise(sqnr[tensor]), ()
         node = producer.get(tensor)
         if node is None or depth >= UNMEASURED_DEPTH:
             return 0.0, ()
-        level, chain = 0.0, (node.name,)
-        for name in node.input:
-            if name:
-                upstream, nodes = source(name, depth + 1)
-                level, chain = max(level, upstream), chain + nodes
-        return level, chain
+        level, chain = reads(node, depth + 1)
+        return level, (node.name, *chain)
 
     ranked = []
     for node in model.graph.node:
         outputs = [noise(sqnr[o]) for o in node.output if o in sqnr]
         if not outputs:
             continue
-        level, unit = 0.0, (node.name,)
-        for name in node.input:
-            if name:
-                upstream, nodes = source(name, 0)
-                level, unit = max(level, upstream), unit + nodes
-        ranked.append((tuple(dict.fromkeys(unit)), max(outputs) - level))
+        level, chain = reads(node, 0)
+        ranked.append((tuple(dict.fromkeys((node.name, *chain))), max(outputs) - level))
     return sorted(ranked, key=lambda item: -item[1])
