@@ -45,6 +45,7 @@ from hwopt.errors import InputSpecError, ModelLoadError, UsageError, one_line
 from hwopt.guard import phase
 from hwopt.hostinfo import HostInfo, host_info
 from hwopt.memory.probe import MeasurementFailed, SessionMemory, measure_session_memory
+from hwopt.model.feedkinds import NOISE, FeedKind, plan_feed_kinds
 from hwopt.model.inputs import (
     Dim,
     InputSpec,
@@ -469,6 +470,7 @@ class _Variant:
     base_dir: Path | None
     inputs: list[onnx.ValueInfoProto]
     warnings: list[str]  # for the report, once the label is final
+    feed_kinds: dict[str, FeedKind] = dataclasses.field(default_factory=dict)  # read from its graph
     session: Any = None
 
     @property
@@ -494,7 +496,9 @@ def _open_variant(path: Path, options: BenchOptions) -> _Variant:
     else:
         model_path, providers, base_dir = path, [("CPUExecutionProvider", {})], None
         session_options, target, label, kind = default_session_options("all"), None, path.name, "model"
-    inputs = [_copy(vi) for vi in graph_inputs(load_model(model_path).proto.graph)]
+    graph = load_model(model_path).proto.graph
+    inputs = [_copy(vi) for vi in graph_inputs(graph)]
+    feed_kinds = plan_feed_kinds(graph, [vi.name for vi in inputs])
 
     notes = []
     recorded = session_options.get("intra_op_num_threads")
@@ -519,7 +523,7 @@ def _open_variant(path: Path, options: BenchOptions) -> _Variant:
         threads=int(threads) if threads is not None else None,
         notes=notes,
     )
-    return _Variant(info, path, model_path, providers, base_dir, inputs, warnings)
+    return _Variant(info, path, model_path, providers, base_dir, inputs, warnings, feed_kinds)
 
 
 def _copy(value_info: onnx.ValueInfoProto) -> onnx.ValueInfoProto:
@@ -602,6 +606,7 @@ class _Input:
     declared: tuple[Dim, ...]
     declared_by: str  # the variant whose rank the others are held to
     fixed_by: dict[int, str]  # axis -> label of the first variant that fixes it
+    feed: FeedKind = NOISE  # how generated values are drawn, read from the first variant's graph
 
     @property
     def batched(self) -> bool:
@@ -623,7 +628,8 @@ def _common_inputs(variants: Sequence[_Variant], overrides: Mapping[str, Sequenc
             raise InputSpecError(f"{v.label}: {exc}") from exc
     first, first_specs = variants[0], per_variant[0]
     merged = {s.name: _Input(s.name, s.elem_type, s.declared, first.label,
-                             {axis: first.label for axis, d in enumerate(s.declared) if _fixed(d)})
+                             {axis: first.label for axis, d in enumerate(s.declared) if _fixed(d)},
+                             first.feed_kinds.get(s.name, NOISE))
               for s in first_specs}
     for v, specs in zip(variants[1:], per_variant[1:]):
         names, theirs = [s.name for s in first_specs], [s.name for s in specs]
@@ -697,6 +703,7 @@ class _FeedSet:
 def _feed_sets(inputs: Sequence[_Input], options: BenchOptions, warnings: list[str]) -> tuple[list[_FeedSet], str]:
     """The feeds for every batch size to run, and where they came from."""
     declared = {i.name: i.declared for i in inputs}
+    kinds = {i.name: i.feed for i in inputs}
     batched = [i for i in inputs if i.batched]
     requested = list(dict.fromkeys(int(b) for b in options.batches))
 
@@ -712,7 +719,8 @@ def _feed_sets(inputs: Sequence[_Input], options: BenchOptions, warnings: list[s
                             f"{options.inputs_file} (batch {batch})")
         return [_FeedSet(batch, "--inputs file", specs, feeds)], f"user: {options.inputs_file}"
 
-    source = f"generated (seed {options.seed}), the same for every variant"
+    source = (f"generated (seed {options.seed}), the same for every variant: "
+              + "; ".join(f"{i.name}: {i.feed.describe()}" for i in inputs))
     if not batched:
         ranked = [i for i in inputs if i.declared]
         batch = int(ranked[0].declared[0]) if ranked else 1
@@ -739,7 +747,7 @@ def _feed_sets(inputs: Sequence[_Input], options: BenchOptions, warnings: list[s
             for name, shape in options.input_shapes.items()
         }
         specs = resolve_input_specs(_signature(inputs, batch if batched else None), overrides)
-        specs = [dataclasses.replace(s, declared=declared[s.name]) for s in specs]
+        specs = [dataclasses.replace(s, declared=declared[s.name], feed=kinds[s.name]) for s in specs]
         sets.append(_FeedSet(batch, batch_source, specs, generate_feeds(specs, options.seed)))
     defaulted = [d for s in sets[0].specs for d in s.defaulted]
     if defaulted:

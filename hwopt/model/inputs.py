@@ -9,8 +9,10 @@ and benchmark needs concrete shapes, so hwopt resolves them once, in this order:
 3. any dimension still open takes the default (1), and the report lists it, because a default
    is a guess the user should see.
 
-Feeds are then either the user's (``.npy``/``.npz``) or generated deterministically from a seed;
-generated feeds prove that outputs did not change, not that a model is accurate on real data.
+Feeds are then either the user's (``.npy``/``.npz``) or generated deterministically from a seed,
+each input as its :class:`~hwopt.model.feedkinds.FeedKind` says (token ids spread over the
+table they index, masks all ones, ...: read from the graph when the specs are resolved).
+Generated feeds prove that outputs did not change, not that a model is accurate on real data.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from onnx import helper
 
 from hwopt.errors import InputSpecError
 from hwopt.guard import env_megabytes
+from hwopt.model.feedkinds import NOISE, FeedKind, plan_feed_kinds
 
 DEFAULT_DIM = 1
 FEED_LIMIT_ENV = "HWOPT_MAX_FEED_MB"
@@ -45,6 +48,8 @@ class InputSpec:
     declared: tuple[Dim, ...]
     shape: tuple[int, ...]
     defaulted: tuple[str, ...] = ()
+    # How generated feeds for this input are drawn (user data ignores it).
+    feed: FeedKind = NOISE
 
     @property
     def dtype(self) -> np.dtype:
@@ -61,6 +66,7 @@ class InputSpec:
             "declared_shape": [d if d is not None else "?" for d in self.declared],
             "shape": list(self.shape),
             "defaulted_dims": list(self.defaulted),
+            "generated_as": self.feed.to_dict(),
         }
 
 
@@ -128,6 +134,7 @@ def resolve_input_specs(
             f"the model's inputs are: {', '.join(sorted(known)) or '(none)'}"
         )
     symbols = _symbols_fixed_by_overrides(inputs, overrides)
+    kinds = plan_feed_kinds(graph, [vi.name for vi in inputs])
     specs = []
     for vi in inputs:
         if not vi.type.HasField("tensor_type"):
@@ -144,6 +151,7 @@ def resolve_input_specs(
                 declared=declared,
                 shape=shape,
                 defaulted=defaulted,
+                feed=kinds[vi.name],
             )
         )
     return specs
@@ -251,27 +259,26 @@ def array_file_bytes(path: Path) -> int:
 
 
 def generate_feeds(specs: Sequence[InputSpec], seed: int = 0) -> dict[str, np.ndarray]:
-    """Deterministic feeds: N(0, 1) floats, small non-negative integers, random booleans."""
+    """Deterministic feeds, each input drawn as its FeedKind says (floats N(0, 1), ids over
+    their table, masks ones, ...)."""
     check_feed_bytes(sum(spec.nbytes for spec in specs), "generated inputs " + ", ".join(
         f"{spec.name} {'x'.join(map(str, spec.shape)) or 'scalar'}" for spec in specs))
     rng = np.random.default_rng(seed)
     feeds = {}
     for spec in specs:
         dtype = spec.dtype
-        if np.issubdtype(dtype, np.floating):
-            value = rng.standard_normal(spec.shape).astype(dtype)
-        elif dtype == np.bool_:
-            value = rng.integers(0, 2, spec.shape).astype(np.bool_)
-        elif np.issubdtype(dtype, np.integer):
-            # Small values stay valid as indices, lengths and ids in most models.
-            value = rng.integers(0, 2, spec.shape).astype(dtype)
-        else:
+        if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer) or dtype == np.bool_):
             raise InputSpecError(
                 f"input '{spec.name}' has type {dtype}, for which hwopt cannot generate data; "
                 "pass --inputs FILE.npz"
             )
-        feeds[spec.name] = value
+        feeds[spec.name] = spec.feed.draw(rng, spec.shape, dtype)
     return feeds
+
+
+def describe_generated(specs: Sequence[InputSpec]) -> list[str]:
+    """One line per input: how its generated feeds are made."""
+    return [f"{spec.name}: {spec.feed.describe()}" for spec in specs]
 
 
 def load_feeds(path: str | Path, specs: Sequence[InputSpec]) -> dict[str, np.ndarray]:

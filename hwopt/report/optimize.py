@@ -12,6 +12,7 @@ from typing import Any
 
 from hwopt.bench import LatencyStats
 from hwopt.gates import GateResult
+from hwopt.graph_choice import GraphChoice
 from hwopt.hostinfo import HostInfo
 from hwopt.memory.analysis import MemoryAnalysis
 from hwopt.memory.probe import SessionMemory
@@ -153,6 +154,7 @@ class BuildReport:
     latency: Latency
     accuracy: Accuracy
     passes: list[PassRecord]
+    graph_choice: GraphChoice | None = None
     precision: PrecisionReport | None = None
     precision_label: str = "fp32"
     target_notes: list[str] = dataclasses.field(default_factory=list)
@@ -174,6 +176,7 @@ class BuildReport:
             "latency": self.latency.to_dict(),
             "accuracy": self.accuracy.to_dict(),
             "passes": [r.to_dict() for r in self.passes],
+            "graph_choice": self.graph_choice.to_dict() if self.graph_choice else None,
             "precision_label": self.precision_label,
             "precision": self.precision.to_dict() if self.precision else None,
             "target_notes": list(self.target_notes),
@@ -216,11 +219,18 @@ class OptimizeReport:
             "host": self.host.to_dict(),
             "model": self.model.to_dict(),
             "inputs": [spec.to_dict() for spec in self.inputs],
-            "feeds": {"source": self.feeds_source},
+            "feeds": {"source": self.feeds_source,
+                      "generated_as": {spec.name: spec.feed.describe() for spec in self.inputs}},
             "builds": [b.to_dict() for b in self.builds],
             "gates": [g.to_dict() for g in self.gates],
             "warnings": list(self.warnings),
         }
+
+    @property
+    def uses_generated_data(self) -> bool:
+        """Whether any figure rests on data hwopt generated (checks, calibration or judging)."""
+        return self.feeds_source.startswith("generated") or any(
+            b.precision is not None and b.precision.generated_data for b in self.builds)
 
     def for_target(self, target: str) -> OptimizeReport:
         """The report restricted to one target's build (what that build folder carries)."""
@@ -231,6 +241,8 @@ class OptimizeReport:
         doc = Document(heading=f"hwopt optimize {self.model.path}")
         doc.facts.append(("inputs", "; ".join(_describe_input(s) for s in self.inputs)))
         doc.facts.append(("feeds", self.feeds_source))
+        if self.uses_generated_data:
+            doc.facts.append(("generated feeds", "; ".join(f"{s.name}: {s.feed.describe()}" for s in self.inputs)))
         doc.facts.append(
             ("host", f"{self.host.cpu} ({self.host.cores} cores; {', '.join(self.host.isa) or 'no ISA flags read'})")
         )
@@ -300,6 +312,8 @@ def _build_tables(build: BuildReport, explain: bool) -> list[Table]:
     target_table = _target_table(build)
     if target_table is not None:
         tables.append(target_table)
+    if build.graph_choice is not None:
+        tables.append(_graph_choice_table(build.target, build.graph_choice))
     if build.precision is not None:
         tables.append(_precision_table(build.target, build.precision, build.original.serialized_bytes))
     if build.memory is not None:
@@ -388,12 +402,26 @@ def _precision_table(target: str, precision: PrecisionReport, fp32_bytes: int) -
         f"{precision.calibration_samples} ({precision.calibration_source})",
         f"host instruction sets: {', '.join(precision.isa) or 'unknown'}",
     ]
+    if precision.static_note:
+        notes.append(precision.static_note)
     return Table(
         title=f"[{target}] Precision (INT8 variants tried)",
         columns=("variant", "status", "latency", "cosine", "top-1", "max abs", "size", "why"),
         numeric=("latency", "cosine", "top-1", "max abs", "size"),
         rows=rows or [("-", "no INT8 variant was built", "", "", "", "", "", "")],
         notes=notes,
+    )
+
+
+def _graph_choice_table(target: str, choice: GraphChoice) -> Table:
+    rows = [(v.label, "kept" if v.kept else "not kept", ", ".join(f"{r:.3f}x" for r in v.ratios) or "-",
+             str(len(v.result.model.graph.node)), v.reason) for v in choice.variants]
+    return Table(
+        title=f"[{target}] Float graph variants (kept only where faster)",
+        columns=("variant", "status", "latency vs pipeline graph", "nodes", "why"),
+        numeric=("nodes",),
+        rows=rows,
+        notes=["each race interleaved, fresh sessions; the INT8 search then quantizes every graph"],
     )
 
 

@@ -1,0 +1,127 @@
+"""Float graph variants a build keeps only where they measure faster.
+
+Some rewrites are exact but not always faster: onnxruntime's fused transformer kernels
+(Attention, SkipLayerNormalization, BiasGelu) ran at 1.02x and 1.15x the latency of the
+unfused graphs at sequence 128 on our 2-core hosts, and faster on other models. A target lists
+such rewrites as *measured variants* (``Target.measured_variants``: a label and the passes that
+run before the target's pipeline to make it). For each variant whose first pass changes the
+model:
+
+1. the variant's passes and then the target's whole pipeline run on the loaded model, every
+   pass verified (checker, outputs against the previous step's within the pass's tolerance);
+2. the variant races the pipeline's graph, interleaved, fresh sessions each race; it is kept
+   only when it is faster by more than the noise margin in every race (the rule INT8 ships by:
+   on a tie the graph with fewer rewrites wins, so repeated runs ship the same build);
+3. the precision stage then quantizes every graph, so an INT8 form of the other graph can
+   still win there (hwopt.quant.search).
+
+The report lists every variant with its ratios and why it was kept or not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+
+from hwopt.bench import BenchConfig, bench_session_options, measure_latency
+from hwopt.errors import one_line
+from hwopt.passes.pipeline import APPLIED, PipelineResult
+from hwopt.session import ORT_ERRORS, Providers, create_session
+
+# A variant must beat the pipeline's graph by more than this in each of RACES races.
+SPEED_MARGIN = 0.98
+RACES = 2
+
+
+@dataclasses.dataclass
+class GraphVariant:
+    label: str
+    result: PipelineResult  # the variant's passes, then the target's pipeline, on the loaded model
+    ratios: list[float] = dataclasses.field(default_factory=list)  # p50 / pipeline graph's p50, per race
+    kept: bool = False
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "passes": [r.name for r in self.result.records],
+            "nodes": len(self.result.model.graph.node),
+            "latency_ratios": list(self.ratios),
+            "kept": self.kept,
+            "reason": self.reason,
+        }
+
+
+@dataclasses.dataclass
+class GraphChoice:
+    variants: list[GraphVariant]
+
+    @property
+    def chosen(self) -> GraphVariant | None:
+        return next((v for v in self.variants if v.kept), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        chosen = self.chosen
+        return {"chosen": chosen.label if chosen else "pipeline", "variants": [v.to_dict() for v in self.variants]}
+
+
+def applies(result: PipelineResult) -> bool:
+    """Whether a variant's first pass (the rewrite it is about) changed the model."""
+    return bool(result.records) and result.records[0].status == APPLIED
+
+
+def choose_graph(
+    base: onnx.ModelProto,
+    variants: Mapping[str, PipelineResult],
+    feeds: Mapping[str, np.ndarray],
+    session_options: Mapping[str, Any],
+    providers: Providers,
+    seconds: float,
+) -> GraphChoice:
+    """Race each applicable variant against ``base``; at most one is kept (the fastest)."""
+    choice = GraphChoice([GraphVariant(label, result) for label, result in variants.items()])
+    options = bench_session_options(session_options)
+    for variant in choice.variants:
+        if not applies(variant.result):
+            first = variant.result.records[0] if variant.result.records else None
+            variant.reason = f"{first.name}: {first.status}" + (f" ({first.reason})" if first and first.reason else "") \
+                if first else "no pass"
+            continue
+        try:
+            variant.ratios = _races(base, variant.result.model, feeds, options, providers, seconds)
+        except ORT_ERRORS as exc:
+            variant.reason = f"onnxruntime: {one_line(exc)}"
+            continue
+        worst = max(variant.ratios)
+        if worst < SPEED_MARGIN:
+            variant.kept = True
+            variant.reason = f"faster in {len(variant.ratios)} races: {_ratios(variant.ratios)} the pipeline's latency"
+        else:
+            variant.reason = (f"not faster than the pipeline's graph beyond noise ({_ratios(variant.ratios)}; "
+                              f"needs < {SPEED_MARGIN:.2f}x in {RACES} races)")
+    kept = [v for v in choice.variants if v.kept]
+    for loser in sorted(kept, key=lambda v: max(v.ratios))[1:]:
+        loser.kept, loser.reason = False, loser.reason + "; another variant was faster"
+    return choice
+
+
+def _races(base: onnx.ModelProto, variant: onnx.ModelProto, feeds, options, providers, seconds: float) -> list[float]:
+    """p50(variant) / p50(base) per race, fresh sessions each race; stops at the first race
+    the variant loses."""
+    ratios = []
+    for _ in range(RACES):
+        sessions = {"base": create_session(base, options, providers), "variant": create_session(variant, options, providers)}
+        stats = measure_latency({name: (lambda s=s: s.run(None, feeds)) for name, s in sessions.items()},
+                                BenchConfig(warmup_runs=2, min_runs=5, target_seconds=seconds))
+        ratios.append(stats["variant"].p50_ms / stats["base"].p50_ms)
+        if ratios[-1] >= SPEED_MARGIN:
+            break
+    return ratios
+
+
+def _ratios(ratios: Sequence[float]) -> str:
+    return ", ".join(f"{r:.3f}x" for r in ratios)
