@@ -22,8 +22,9 @@ install: $(STAMP)
 models: install
 	@for f in $(SAMPLES); do test -f $$f || { $(PY) sample_models/generate.py; break; }; done
 
+# Calibrated on real photographs (sample_models/calib): static INT8 never rests on generated data.
 demo: install models
-	$(VENV)/bin/hwopt optimize sample_models/mobilenetv2_tiny.onnx --target cpu -o build/demo
+	$(VENV)/bin/hwopt optimize sample_models/mobilenetv2_tiny.onnx --target cpu --config configs/sample-cnn.toml -o build/demo
 
 test: install models lint
 	$(PY) -m pytest -q
@@ -41,6 +42,8 @@ bench: install models $(BENCH_STAMP)
 	$(PY) bench/compare_passes.py
 	$(PY) bench/memory.py
 	$(PY) bench/quantize.py
+	$(PY) bench/transformers.py
+	$(PY) bench/defaults.py
 
 # Thousands of mutated sample models through every command (tests/test_fuzz.py), new ones each
 # run, then the whole hostile-model corpus including its minutes-long cases. Counts go to

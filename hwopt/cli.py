@@ -58,12 +58,13 @@ CalibOpt = Annotated[
     Path | None,
     typer.Option(
         "--calib",
-        help="Calibration data: a folder of .npy/.npz (one sample each) or images, or one stacked .npz.",
+        help="Calibration data: a folder of .npy/.npz (one sample each) or images, or one stacked .npz. "
+        "Static INT8 competes only with it; 'generated' accepts generated data instead (not recommended).",
     ),
 ]
 CalibSamplesOpt = Annotated[
     int | None,
-    typer.Option("--calib-samples", min=1, help="Calibration samples to use (default: all, or 16 generated)."),
+    typer.Option("--calib-samples", min=1, help="Calibration samples to use (default: all, or 16 generated from the graph)."),
 ]
 CalibMethodOpt = Annotated[
     str | None,

@@ -7,8 +7,10 @@ The steps, in order (docs/architecture.md draws them):
 2. take the user's feeds or generate them, record the original model's outputs (at batch 2
    too where the batch is dynamic) and its float rounding noise;
 3. for each target: run its graph pipeline (every pass verified, failures rolled back; the
-   result is shared by targets that run the same passes), choose the precision (CPU: FP32 or
-   INT8 by measurement), let the target finish the build (FP16 for CUDA, TensorRT's
+   result is shared by targets that run the same passes), build the target's measured graph
+   variants (the transformer-fused graph on the CPU) and keep one only where it races faster
+   (hwopt.graph_choice), choose the precision (CPU: FP32, dynamic INT8, or static INT8 with
+   real calibration data, by measurement over every graph), let the target finish the build (FP16 for CUDA, TensorRT's
    calibration table), write the build folder, compare the build's outputs with the
    original's, and, where the target's provider runs on this host, benchmark original and
    build interleaved, record which provider runs each node, and measure session memory;
@@ -33,6 +35,7 @@ from hwopt.bench import BenchConfig, bench_session_options, measure_latency
 from hwopt.config import Config
 from hwopt.errors import GateFailed, ModelLoadError, PassError, TargetUnavailable, UsageError
 from hwopt.gates import Gates, evaluate
+from hwopt.graph_choice import GraphChoice, applies, choose_graph
 from hwopt.hostinfo import host_info
 from hwopt.memory.analysis import analyze_memory
 from hwopt.memory.probe import measure_session_memory
@@ -58,11 +61,12 @@ from hwopt.output import (
 )
 from hwopt.partition import RECORD_ASSIGNMENT, fallback_nodes, provider_assignment
 from hwopt.passes.base import PassContext
-from hwopt.passes.pipeline import Pipeline, PipelineResult
+from hwopt.passes.pipeline import NOT_KEPT, PassRecord, Pipeline, PipelineResult
 from hwopt.passes.registry import check_names, resolve
 from hwopt.precision import PrecisionOptions, calibration_sets, run_precision_stage
 from hwopt.quant.accuracy import compare
 from hwopt.quant.calibration import load_samples
+from hwopt.quant.search import PIPELINE_GRAPH
 from hwopt.report.optimize import (
     Accuracy,
     BuildReport,
@@ -170,6 +174,24 @@ class Checks:
         """The graph pipeline's result for ``target``; targets running the same passes with the
         same options share one run."""
         names = _choose_passes(target, self.options)
+        return self._run(target, names, self.loaded.proto, self.references)
+
+    def graph_variants(self, target: Target) -> dict[str, PipelineResult]:
+        """The target's measured variants: each its passes, then the target's pipeline, run
+        (verified) on the loaded model; none when the user chose the passes or skipped a
+        variant's."""
+        if self.options.passes is not None:
+            return {}
+        skipped = set(self.options.skip_passes)
+        names = _choose_passes(target, self.options)
+        return {
+            label: self._run(target, [*passes, *names], self.loaded.proto, self.references)
+            for label, passes in target.measured_variants.items()
+            if not skipped & set(passes)
+        }
+
+    def _run(self, target: Target, names: Sequence[str], model: onnx.ModelProto,
+             references: Sequence[Mapping[str, np.ndarray]]) -> PipelineResult:
         pass_options = {
             name: {**target.pass_options.get(name, {}), **self.options.pass_options.get(name, {})}
             for name in {*target.pass_options, *self.options.pass_options}
@@ -178,7 +200,7 @@ class Checks:
         if key not in self.pipelines:
             pipeline = Pipeline(resolve(names), pass_options)
             ctx = PassContext(target=target.name, input_specs=self.specs)
-            self.pipelines[key] = pipeline.run(self.loaded.proto, ctx, self.feeds, self.references, self.noise)
+            self.pipelines[key] = pipeline.run(model, ctx, self.feeds, references, self.noise)
         return self.pipelines[key]
 
 
@@ -339,15 +361,31 @@ def _build_for_target(run: Checks, target: Target, build_dir: Path) -> tuple[Bui
     result = run.pipeline_result(target)
     availability = target.availability()
     precision = _target_precision(target, options.precision.mode)
+    providers = target.providers()
 
-    model, precision_report = result.model, None
+    # Float graphs the build may ship, the FP32 choice first.
+    graphs = {PIPELINE_GRAPH: result}
+    choice = None
+    variants = run.graph_variants(target) if availability.available else {}
+    if any(applies(v) for v in variants.values()):
+        choice = choose_graph(result.model, variants, run.feeds[0], session_options_for(target, options), providers,
+                              seconds=max(0.5, options.bench.target_seconds / 2))
+        graphs.update({label: v for label, v in variants.items() if applies(v)})
+        if choice.chosen is not None:
+            graphs = {choice.chosen.label: graphs[choice.chosen.label], **graphs}
+    graph = next(iter(graphs))
+
+    model, precision_report = graphs[graph].model, None
     if target.name == "cpu" and precision in ("auto", "int8") and availability.available:
         stage = dataclasses.replace(options.precision, mode=precision)
         precision_report, model = run_precision_stage(
-            result.model, run.specs, stage, session_options_for(target, options), target.providers(),
-            bench_seconds=options.bench.target_seconds, seed=options.seed,
+            {label: r.model for label, r in graphs.items()}, run.specs, stage, session_options_for(target, options),
+            providers, bench_seconds=options.bench.target_seconds, seed=options.seed,
             keep=build_dir / INT8_VARIANTS if options.precision.keep_variants else None,
         )
+        if precision_report.chosen == "int8":
+            graph = precision_report.graph
+    records = _records_for(result, variants, graph, choice)
     calibration = None
     if precision == "int8" and target.name != "cpu":
         calibration = calibration_sets(options.precision, run.specs, options.seed)[0]
@@ -357,7 +395,7 @@ def _build_for_target(run: Checks, target: Target, build_dir: Path) -> tuple[Bui
         precision=precision, calibration=calibration, options=target.options,
     ))
     model = final.model
-    outputs = result.outputs if model is result.model else [run_model(model, f) for f in run.feeds]
+    outputs = graphs[graph].outputs if model is graphs[graph].model else [run_model(model, f) for f in run.feeds]
     model_files = save_model_atomic(model, build_dir / MODEL_FILE)
 
     session_options = session_options_for(target, options)
@@ -383,19 +421,16 @@ def _build_for_target(run: Checks, target: Target, build_dir: Path) -> tuple[Bui
             rounding_noise=run.noise,
             summary=compare(run.references, outputs),
         ),
-        passes=result.records,
+        passes=records,
+        graph_choice=choice,
         precision=precision_report,
         precision_label=final.precision if precision_report is None or precision_report.chosen != "int8" else "int8",
         target_notes=[n for n in (target.alias_note, *final.notes) if n],
         checks=final.checks,
     )
-    if precision_report is not None and precision_report.generated_data:
-        build.warnings.append(
-            "INT8 was calibrated and judged on GENERATED inputs: its accuracy figures say nothing "
-            "about real data; pass --calib with samples of real inputs"
-        )
+    build.warnings += _precision_warnings(precision_report)
     build.warnings += [f"check failed: {c.name}: {c.detail}" for c in final.checks if not c.passed]
-    for record in result.rolled_back:
+    for record in (r for r in records if r.status == "rolled_back"):
         build.warnings.append(f"pass '{record.name}' was rolled back: {record.reason}")
 
     if not availability.available:
@@ -412,11 +447,39 @@ def _build_for_target(run: Checks, target: Target, build_dir: Path) -> tuple[Bui
             build.latency.not_measured = "benchmark skipped (--no-bench)"
         else:
             build.latency = _benchmark(run.loaded, build_dir, providers, session_options, run.feeds[0], options.bench)
-    build.memory = _memory_report(run, target, model, result, build_dir, providers, session_options, availability)
+    build.memory = _memory_report(run, model, records, build_dir, providers, session_options, availability)
     write_json_atomic(build_dir / MEMORY_PLAN, build.memory.build.plan_document(run.specs))
     extra = [f for f in final.files if (build_dir / f).is_file()]
-    return build, _manifest(build, run.loaded, run.specs, model, result, build_dir,
+    return build, _manifest(build, run.loaded, run.specs, model, records, build_dir,
                             [*model_files, MEMORY_PLAN, *extra])
+
+
+def _precision_warnings(report) -> list[str]:
+    """What a reader must know about the data an INT8 decision rests on."""
+    if report is None or not report.generated_data:
+        return []
+    if not report.static_note:  # static INT8 competed on generated data: --calib generated
+        return ["static INT8 was calibrated and judged on GENERATED inputs (--calib generated): its activation "
+                "scales and accuracy figures say nothing about real data; pass --calib with samples of real inputs"]
+    if report.chosen == "int8":
+        return ["dynamic INT8 (activation scales computed at run time) was judged on generated inputs (see "
+                "'generated feeds'); pass --calib with real samples to judge it on real data"]
+    return []
+
+
+def _records_for(result: PipelineResult, variants: Mapping[str, PipelineResult], graph: str,
+                 choice: GraphChoice | None) -> list[PassRecord]:
+    """The pass records of the graph the build ships; when that is the pipeline's, the applied
+    first pass of each measured variant follows, marked not kept, with why."""
+    if graph in variants:
+        return list(variants[graph].records)
+    records = list(result.records)
+    reasons = {v.label: v.reason for v in choice.variants} if choice else {}
+    for label, variant in variants.items():
+        if applies(variant):
+            first = variant.records[0]
+            records.append(dataclasses.replace(first, status=NOT_KEPT, reason=f"{label} not shipped: {reasons[label]}"))
+    return records
 
 
 def _partition(build_dir: Path, providers, session_options) -> Partition:
@@ -435,12 +498,12 @@ def _partition(build_dir: Path, providers, session_options) -> Partition:
     )
 
 
-def _memory_report(run: Checks, target: Target, model: onnx.ModelProto, result: PipelineResult,
+def _memory_report(run: Checks, model: onnx.ModelProto, records: Sequence[PassRecord],
                    build_dir: Path, providers, session_options, availability) -> MemoryReport:
     report = MemoryReport(
         original=analyze_memory(run.loaded.proto, run.specs, feeds=run.feeds[0]),
         build=analyze_memory(model, run.specs, feeds=run.feeds[0]),
-        reorder=next((r.metrics for r in reversed(result.records)
+        reorder=next((r.metrics for r in reversed(records)
                       if r.name == "reorder" and r.status == "applied"), None),
         ort_settings={key: session_options.get(key) for key in MEMORY_SETTINGS},
     )
@@ -497,7 +560,7 @@ def _manifest(
     loaded: LoadedModel,
     specs: Sequence[InputSpec],
     model: onnx.ModelProto,
-    result: PipelineResult,
+    records: Sequence[PassRecord],
     build_dir: Path,
     files: Sequence[str],
 ) -> dict:
@@ -517,7 +580,7 @@ def _manifest(
         ],
         "pipeline": [
             {"name": r.name, "status": r.status, "rewrites": r.rewrites, "reason": r.reason}
-            for r in result.records
+            for r in records
         ],
         "source": {"path": str(loaded.path), "sha256": loaded.sha256},
         "versions": versions(),

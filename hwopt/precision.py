@@ -1,11 +1,13 @@
 """The precision stage of ``hwopt optimize``: after the float pipeline, decide FP32 or INT8.
 
-``--precision fp32`` skips it. ``auto`` (the cpu default) and ``int8`` gather calibration
-data (the user's ``--calib`` folder or file, else generated data with a loud warning), hold
-some samples out for the accuracy check, and run hwopt.quant.search. ``auto`` ships whatever
-wins; ``int8`` is a request: when no INT8 variant is faster than FP32 within the budget, the
-FP32 build is written and the run ends with exit code 3 (``--force-precision`` ships the
-fastest INT8 variant regardless, and the report says so).
+``--precision fp32`` skips it. ``auto`` (the cpu default) and ``int8`` gather samples (the
+user's ``--calib`` folder or file, else feeds generated from the graph), hold some out for the
+accuracy check, and run hwopt.quant.search. Static INT8, whose activation scales come from the
+calibration samples, is a candidate only with real samples or when the user accepts generated
+ones (``--calib generated``, with a loud warning); dynamic INT8 is always one. ``auto`` ships
+whatever wins; ``int8`` is a request: when no INT8 variant is faster than FP32 within the
+budget, the FP32 build is written and the run ends with exit code 3 (``--force-precision``
+ships the fastest INT8 variant regardless, and the report says so).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from hwopt.quant.variants import CALIBRATION_METHODS
 from hwopt.session import Providers
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
+# ``--calib generated``: static INT8 may calibrate on generated data (the user accepts it).
+GENERATED_CALIBRATION = "generated"
 DEFAULT_GENERATED_SAMPLES = 16
 DEFAULT_HELD_OUT = 4
 
@@ -40,12 +44,25 @@ class PrecisionOptions:
     force: bool = False
     budget: AccuracyBudget = AccuracyBudget()
     calib_path: Path | None = None
+    # Static INT8 calibrated on generated data, at the user's request (--calib generated).
+    calib_generated: bool = False
     calib_samples: int | None = None
     calib_method: str | None = None
     held_out: int = DEFAULT_HELD_OUT
     image_spec: ImageSpec | None = None
     # Keep every INT8 variant within budget in the build's int8-variants/ (hwopt tune).
     keep_variants: bool = False
+
+    def __post_init__(self) -> None:
+        # "--calib generated" (or calibration.path = "generated") names no folder.
+        if self.calib_path is not None and Path(self.calib_path).name == GENERATED_CALIBRATION \
+                and not Path(self.calib_path).exists():
+            self.calib_path, self.calib_generated = None, True
+
+    @property
+    def static_allowed(self) -> bool:
+        """Whether static INT8 may compete: real samples given, or generated ones accepted."""
+        return self.calib_path is not None or self.calib_generated
 
     @classmethod
     def from_config(cls, config: Config) -> PrecisionOptions:
@@ -56,6 +73,7 @@ class PrecisionOptions:
             options.budget = AccuracyBudget.parse(config.max_accuracy_drop)
         if config.calib_path is not None:
             options.calib_path = config.calib_path
+            options.__post_init__()
         if config.calib_samples is not None:
             options.calib_samples = config.calib_samples
         if config.calib_method is not None:
@@ -89,7 +107,7 @@ def calibration_sets(options: PrecisionOptions, specs: Sequence[InputSpec], seed
 
 
 def run_precision_stage(
-    fp32: onnx.ModelProto,
+    graphs: Mapping[str, onnx.ModelProto],
     specs: Sequence[InputSpec],
     options: PrecisionOptions,
     session_options: Mapping[str, Any],
@@ -98,18 +116,20 @@ def run_precision_stage(
     seed: int = 0,
     keep: Path | None = None,
 ) -> tuple[PrecisionReport, onnx.ModelProto]:
-    """The report and the model to ship (the INT8 winner, or ``fp32`` itself)."""
+    """The report and the model to ship: the INT8 winner, or the first of ``graphs`` (the
+    FP32 build; the others are float variants whose INT8 forms compete too)."""
     calib, held = calibration_sets(options, specs, seed)
     settings = SearchSettings(
         budget=options.budget,
         calibration=options.calib_method,
         force_int8=options.force,
         bench_seconds=bench_seconds,
+        static=options.static_allowed,
     )
     with tempfile.TemporaryDirectory(prefix="hwopt-int8-") as tmp:
         report, chosen = choose_precision(
-            fp32, calib, held, options.mode, settings, host_info(), session_options, providers, Path(tmp),
+            graphs, calib, held, options.mode, settings, host_info(), session_options, providers, Path(tmp),
             keep=keep,
         )
-        model = onnx.load(str(chosen)) if chosen is not None else fp32
+        model = onnx.load(str(chosen)) if chosen is not None else next(iter(graphs.values()))
     return report, model

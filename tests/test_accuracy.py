@@ -44,4 +44,8 @@ def test_maps_are_not_classifiers() -> None:
     assert not classifier_like(np.zeros((1, 1, 64, 64), np.float32))
     assert not classifier_like(np.zeros((1, 1), np.float32))
     assert classifier_like(np.zeros((2, 10), np.float32))
+    assert classifier_like(np.zeros((1, 40, 97), np.float32), "softmax_out")  # a CTC recognizer
+    # An encoder's states: an arg-max over features is no class.
+    assert not classifier_like(np.zeros((1, 128, 256), np.float32), "last_hidden_state")
+    assert not classifier_like(np.zeros((1, 128, 256), np.float32), "hidden")
     assert compare([{"m": np.ones((1, 1, 4, 4))}], [{"m": np.ones((1, 1, 4, 4))}]).top1 is None

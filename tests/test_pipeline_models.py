@@ -25,6 +25,8 @@ FETCH = ROOT.parent / "shared" / "models" / "fetch_real_models.sh"
 def _shapes(path: Path) -> dict[str, tuple[int, ...]]:
     model = onnx.load(str(path), load_external_data=False)
     name = model.graph.input[0].name
+    if path.stem.startswith(("bert", "token_encoder")):  # token ids [batch, seq] (export_text_models.py)
+        return {vi.name: (1, 16) for vi in model.graph.input}
     return {name: (1, 8, 32)} if path.stem.startswith("encoder") else {name: (1, 3, 32, 32)}
 
 

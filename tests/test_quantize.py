@@ -73,8 +73,8 @@ def test_a_node_behind_an_unmeasured_tensor_ranks_with_its_producer() -> None:
 
 def test_impossible_budget_keeps_fp32_and_exits_3(tmp_path: Path) -> None:
     out = tmp_path / "b"
-    proc = invoke_cli("quantize", SAMPLE, "-o", out, "--max-accuracy-drop", "abs=0", "--calib-samples", "4",
-                      "--bench-seconds", "0.2", "--json")
+    proc = invoke_cli("quantize", SAMPLE, "-o", out, "--max-accuracy-drop", "abs=0", "--calib", "generated",
+                      "--calib-samples", "4", "--bench-seconds", "0.2", "--json")
     assert proc.returncode == 3, proc.stderr
     assert "no INT8 variant met the accuracy budget" in proc.stderr
     report = json.loads(proc.stdout)
@@ -93,8 +93,8 @@ def test_impossible_budget_keeps_fp32_and_exits_3(tmp_path: Path) -> None:
 
 def test_calibrator_progress_stays_off_the_report(tmp_path: Path) -> None:
     # onnxruntime's histogram calibrators print progress with print(); stdout is the report's.
-    proc = invoke_cli("quantize", SAMPLE, "-o", tmp_path / "b", "--calib-method", "entropy", "--calib-samples", "4",
-                      "--bench-seconds", "0.1", "--quiet")
+    proc = invoke_cli("quantize", SAMPLE, "-o", tmp_path / "b", "--calib-method", "entropy", "--calib", "generated",
+                      "--calib-samples", "4", "--bench-seconds", "0.1", "--quiet")
     assert proc.returncode in (0, 3), proc.stderr
     assert "histogram" not in proc.stdout + proc.stderr and "Collecting tensor data" not in proc.stdout
 
@@ -213,3 +213,58 @@ def test_int8_ships_only_when_every_race_beats_fp32() -> None:
     assert decide([0.80, 0.99]) == (False, 0.99, 2)
     assert decide([0.99, 0.50]) == (False, 0.99, 1)
     assert decide([0.80, None]) == (False, None, 2)
+
+
+def test_without_real_data_static_int8_is_timed_but_never_a_candidate(tmp_path: Path) -> None:
+    # Static INT8 takes its activation scales from the calibration data; generated data would
+    # decide them. Without --calib only dynamic INT8 (scales computed at run time) competes.
+    proc = invoke_cli("optimize", SAMPLE, "-o", tmp_path / "b", "--bench-seconds", "0.1", "--no-bench", "--json")
+    assert proc.returncode == 0, proc.stderr
+    build = json.loads(proc.stdout)["builds"][0]
+    precision = build["precision"]
+    static = [v for v in precision["variants"] if v["config"]["fmt"] != "dynamic"]
+    dynamic = [v for v in precision["variants"] if v["config"]["fmt"] == "dynamic"]
+    assert static and {v["status"] for v in static} <= {"not a candidate", "failed"}
+    assert all(v["accuracy"] is None for v in static)
+    assert dynamic, "dynamic INT8 is the INT8 that may compete without real data"
+    note = precision["static_note"]
+    assert "measured" in note and "--calib DIR" in note and "--calib generated" in note
+    if precision["chosen"] == "int8":
+        chosen = next(v for v in precision["variants"] if v["status"].startswith("chosen"))
+        assert chosen["config"]["fmt"] == "dynamic"
+    assert not any("GENERATED" in w for w in build["warnings"])
+
+
+def test_calib_generated_lets_static_int8_compete_with_a_loud_warning(tmp_path: Path) -> None:
+    proc = invoke_cli("optimize", SAMPLE, "-o", tmp_path / "b", "--calib", "generated", "--calib-samples", "4",
+                      "--bench-seconds", "0.1", "--no-bench", "--force-precision", "--precision", "int8",
+                      "--max-accuracy-drop", "abs=0", "--json")
+    assert proc.returncode == 3, proc.stderr  # nothing meets abs=0; forced INT8 ships
+    build = json.loads(proc.stdout)["builds"][0]
+    precision = build["precision"]
+    assert precision["calibration"]["generated"] is True and precision["static_note"] == ""
+    assert any(v["config"]["fmt"] != "dynamic" and v["accuracy"] is not None for v in precision["variants"])
+
+
+def test_dynamic_variants_quantize_every_float_graph() -> None:
+    from hwopt.quant.search import dynamic_candidates
+
+    host = dataclasses.replace(host_info(), machine="x86_64", isa=("AVX2", "AVX-512 VNNI"))
+    configs = dynamic_candidates(host, ["", "transformer-fused graph"])
+    assert {(c.graph, c.per_channel) for c in configs} == {
+        ("", True), ("", False), ("transformer-fused graph", True), ("transformer-fused graph", False)}
+    assert all(c.dynamic and not c.calibrated and not c.reduce_range for c in configs)
+    assert "scales at run time" in configs[0].label() and "minmax" not in configs[0].label()
+
+
+def test_calib_generated_is_an_option_not_a_folder(tmp_path: Path, monkeypatch) -> None:
+    from hwopt.precision import PrecisionOptions
+
+    assert PrecisionOptions(calib_path=Path("generated")).calib_generated
+    assert not PrecisionOptions().static_allowed
+    assert PrecisionOptions(calib_path=Path("generated")).static_allowed
+    # A real folder of that name is data, not the option.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "generated").mkdir()
+    options = PrecisionOptions(calib_path=Path("generated"))
+    assert options.calib_path == Path("generated") and not options.calib_generated

@@ -113,8 +113,9 @@ def test_interrupted_search_keeps_its_best_and_resume_reuses_the_cache(
 
 def test_int8_variants_within_budget_are_candidates_of_their_own(tiny_model_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    report = tune(tiny_model_path, _options(out, recipes=["original", "hwopt-int8"], variants=[],
-                                            base=OptimizeOptions()))
+    # Static INT8 competes only on real data or when generated data is accepted.
+    base = OptimizeOptions(precision=PrecisionOptions(calib_path=Path("generated")))
+    report = tune(tiny_model_path, _options(out, recipes=["original", "hwopt-int8"], variants=[], base=base))
     listing = next((out / ".tune-cache").glob("*/int8-variants/variants.json"))
     kept = json.loads(listing.read_text())
     assert kept, "the INT8 search kept its variants within budget"
@@ -165,7 +166,7 @@ def test_ray_workers_give_the_in_process_results(tiny_model_path: Path, tmp_path
         real = getattr(Workers, method)
         monkeypatch.setattr(Workers, method, lambda self, *a, _real=real, _name=method, **k: calls.append(_name)
                             or _real(self, *a, **k))
-    settings = {"budget_seconds": 8.0, "variants": ["opt-basic"]}
+    settings = {"budget_seconds": 20.0, "variants": ["opt-basic"]}
     here = tune(tiny_model_path, _options(tmp_path / "here", **settings))
     assert calls == []
     there = tune(tiny_model_path, _options(tmp_path / "ray", workers="local:2", **settings))

@@ -45,6 +45,8 @@ Feeds = Mapping[str, np.ndarray]
 Outputs = dict[str, np.ndarray]
 
 APPLIED, UNCHANGED, ROLLED_BACK, SKIPPED = "applied", "unchanged", "rolled_back", "skipped"
+# A verified pass of a measured graph variant that the build did not ship (hwopt.graph_choice).
+NOT_KEPT = "not_kept"
 
 
 @dataclasses.dataclass

@@ -31,6 +31,7 @@ PASS_MODULES = (
     "fuse_activations",
     "fuse_layernorm",
     "eliminate_common_subexpressions",
+    "fuse_transformer",
     "localize_initializers",
     "reorder",
 )

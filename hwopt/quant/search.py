@@ -5,9 +5,12 @@ No single INT8 setting wins everywhere (the right format depends on the CPU's in
 sets and on the model, per layer), so every choice here is measured on this host, against
 the FP32 build, on the same feeds, with runs interleaved:
 
-1. **Formats.** QDQ and QOperator, U8 and S8 activations, per-channel and per-tensor
-   weights (7-bit weights on x86 CPUs without VNNI), all from one calibration. Successive
-   halving on repetitions: every variant is timed briefly, the faster half again, longer.
+1. **Formats.** Static INT8 (QDQ and QOperator, U8 and S8 activations, per-channel and
+   per-tensor weights, 7-bit weights on x86 CPUs without VNNI, all from one calibration) when
+   the user gave calibration data, and dynamic INT8 (weights quantized offline, activation
+   scales computed at run time, per-channel or not) of every float graph the build may ship
+   (the pipeline's, and the transformer-fused one where it applies). Successive halving on
+   repetitions: every variant is timed briefly, the faster half again, longer.
 2. **Accuracy.** The survivors, fastest first, are checked on the held-out samples; the first
    within the budget is the base. If none is: other calibration methods (percentile,
    entropy) for the fastest format, then accuracy-aware fallback, keeping the tensors with the
@@ -19,6 +22,13 @@ the FP32 build, on the same feeds, with runs interleaved:
    faster and still within the budget.
 4. **Decision.** The final variant is timed against FP32 again; it ships only if it is faster
    by more than the noise margin and within the budget, unless the user forces INT8.
+
+Static INT8 takes every activation scale from the calibration data, so its accuracy rests on
+that data: without real samples (``--calib DIR``) it is not a candidate unless the user opts in
+with ``--calib generated``. It is still measured for speed, briefly, so that the report can say
+what it would gain and the one flag that unlocks it. Dynamic INT8 computes its scales from each
+input at run time; its accuracy is judged on the held-out samples, which without ``--calib`` are
+generated from the graph (token ids spread over their table, masks ones: hwopt.model.feedkinds).
 
 Every variant tried is recorded with its latency ratio, accuracy and size, and why it was
 kept or dropped.
@@ -46,6 +56,9 @@ from hwopt.quant.variants import CALIBRATION_METHODS, QuantConfig, QuantizationF
 from hwopt.session import ORT_ERRORS, Providers, create_session, run_session
 
 log = logging.getLogger(__name__)
+
+# The label of the pipeline's own float graph among the graphs a search quantizes.
+PIPELINE_GRAPH = ""
 
 # A variant must beat FP32 by more than this, in each of SHIP_RACES races with fresh
 # sessions, to ship: below it, the difference is noise. With one race, the choice between
@@ -109,6 +122,14 @@ class PrecisionReport:
     generated_data: bool
     isa: tuple[str, ...]
     variants: list[VariantRecord] = dataclasses.field(default_factory=list)
+    # Why static INT8 was not a candidate, with what it measured, and the flag that unlocks it.
+    static_note: str = ""
+    # The float graph the shipped model came from (PIPELINE_GRAPH or a measured variant's label).
+    graph: str = PIPELINE_GRAPH
+
+    @property
+    def chosen_record(self) -> VariantRecord | None:
+        return next((v for v in self.variants if v.status.startswith("chosen")), None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +146,8 @@ class PrecisionReport:
             },
             "isa": list(self.isa),
             "variants": [v.to_dict() for v in self.variants],
+            "static_note": self.static_note,
+            "graph": self.graph or "pipeline",
         }
 
 
@@ -134,25 +157,46 @@ class SearchSettings:
     calibration: str | None = None  # None: minmax first, the others when accuracy fails
     force_int8: bool = False
     bench_seconds: float = 1.0
+    # Static INT8 competes only on real calibration data (or when the user accepts generated
+    # data); otherwise it is measured for speed and reported, never shipped.
+    static: bool = True
+    dynamic: bool = True
+
+
+def _reduce_range(host: HostInfo) -> bool:
+    x86 = host.machine.lower() in ("x86_64", "amd64", "i686", "x86")
+    return x86 and not host.has_vnni
 
 
 def format_candidates(host: HostInfo) -> list[QuantConfig]:
-    """The format space on this host. Weights are S8 (the integer kernels' fast path);
+    """The static format space on this host. Weights are S8 (the integer kernels' fast path);
     7-bit weights only on x86 without VNNI, where 8-bit products can saturate."""
-    x86 = host.machine.lower() in ("x86_64", "amd64", "i686", "x86")
-    reduce_range = x86 and not host.has_vnni
     return [
-        QuantConfig(fmt=fmt, activations=act, per_channel=pc, reduce_range=reduce_range)
+        QuantConfig(fmt=fmt, activations=act, per_channel=pc, reduce_range=_reduce_range(host))
         for fmt in ("qdq", "qoperator")
         for act in ("u8", "s8")
         for pc in (True, False)
     ]
 
 
+def dynamic_candidates(host: HostInfo, graphs: Sequence[str]) -> list[QuantConfig]:
+    """Dynamic INT8 of each float graph: U8 activations (DynamicQuantizeLinear's type), S8
+    weights, per-channel or per-tensor."""
+    return [
+        QuantConfig(fmt="dynamic", activations="u8", per_channel=pc, reduce_range=_reduce_range(host), graph=graph)
+        for graph in graphs
+        for pc in (True, False)
+    ]
+
+
+# The static formats measured for speed alone when static INT8 is not a candidate.
+STATIC_PROBES = (QuantConfig(fmt="qoperator", per_channel=True), QuantConfig(fmt="qdq", per_channel=True))
+
+
 class _Search:
     def __init__(
         self,
-        fp32: onnx.ModelProto,
+        graphs: Mapping[str, onnx.ModelProto],
         calib: SampleSet,
         held: SampleSet,
         settings: SearchSettings,
@@ -160,24 +204,37 @@ class _Search:
         providers: Providers,
         workdir: Path,
     ):
+        """``graphs``: the float graphs to quantize by label, the FP32 build first (every
+        ratio is to it); PIPELINE_GRAPH, the pipeline's own, is among them."""
         self.settings = settings
         self.held = held
-        self.quantizer = Quantizer(fp32, calib, workdir)
+        self.quantizers = {}
+        for index, (label, model) in enumerate(graphs.items()):
+            folder = workdir / f"graph_{index}"
+            folder.mkdir(parents=True, exist_ok=True)
+            self.quantizers[label] = Quantizer(model, calib, folder)
+        self.fp32_graph = next(iter(graphs))
         self.workdir = workdir
         self.session_options = bench_session_options(session_options)
         self.providers = providers
-        self.fp32_session = create_session(self.quantizer.float_path, self.session_options, providers)
+        self.fp32_session = create_session(self.quantizers[self.fp32_graph].float_path, self.session_options, providers)
         self.reference = [run_session(self.fp32_session, s) for s in held.samples]
         self.records: list[VariantRecord] = []
         self.paths: dict[QuantConfig, Path] = {}
-        self.fp32_model = onnx.load(str(self.quantizer.prepared), load_external_data=False)
+        self._prepared: dict[str, onnx.ModelProto] = {}
+
+    def prepared(self, graph: str) -> onnx.ModelProto:
+        """The pre-processed float model of ``graph``, as the quantizer names its nodes."""
+        if graph not in self._prepared:
+            self._prepared[graph] = onnx.load(str(self.quantizers[graph].prepared), load_external_data=False)
+        return self._prepared[graph]
 
     # -- building and measuring -----------------------------------------------------------
     def build(self, config: QuantConfig) -> VariantRecord:
         record = VariantRecord(config.label(), config)
         self.records.append(record)
         try:
-            path = self.quantizer.quantize(config)
+            path = self.quantizers[config.graph].quantize(config)
         except QuantizationFailed as exc:
             record.status, record.reason = "failed", f"quantizer: {exc}"
             return record
@@ -245,7 +302,12 @@ class _Search:
     # -- the stages -----------------------------------------------------------------------
     def formats(self, host: HostInfo) -> list[VariantRecord]:
         method = self.settings.calibration or "minmax"
-        built = [self.build(dataclasses.replace(c, calibration=method)) for c in format_candidates(host)]
+        configs = []
+        if self.settings.static:
+            configs += [dataclasses.replace(c, calibration=method) for c in format_candidates(host)]
+        if self.settings.dynamic:
+            configs += dynamic_candidates(host, list(self.quantizers))
+        built = [self.build(config) for config in configs]
         alive = [r for r in built if r.status != "failed"]
         seconds = max(0.5, self.settings.bench_seconds / 2)
         while len(alive) > 2:
@@ -269,8 +331,10 @@ class _Search:
             if self.within(record):
                 return record
             self.mark_over_budget(record)
-        evaluated = [r for r in ranked if r.accuracy is not None]
-        if not evaluated:
+        # Repairs re-calibrate or narrow what static INT8 quantizes; dynamic variants have no
+        # calibration to repair, and the noise ranking behind the fallback needs calibration.
+        evaluated = [r for r in ranked if r.accuracy is not None and r.config.calibrated]
+        if not evaluated or not self.settings.static:
             return None
         best = max(evaluated, key=lambda r: r.accuracy.cosine)
         repairs = [dataclasses.replace(best.config, op_types=scope) for scope in OP_SCOPES]
@@ -295,11 +359,12 @@ class _Search:
             if qdq.status == "failed":
                 return None
         try:
-            sqnr = tensor_sqnr(self.quantizer.prepared, self.paths[qdq_config], self.held.take(2), self.workdir)
+            quantizer = self.quantizers[record.config.graph]
+            sqnr = tensor_sqnr(quantizer.prepared, self.paths[qdq_config], self.held.take(2), self.workdir)
         except Exception as exc:  # noqa: BLE001 - ORT's debug tooling; a failure ends the fallback, reported
             record.reason += f"; sensitivity analysis failed: {type(exc).__name__}: {one_line(exc)}"
             return None
-        units = [unit for unit, _ in rank_nodes(self.fp32_model, sqnr)]
+        units = [unit for unit, _ in rank_nodes(self.prepared(record.config.graph), sqnr)]
         for count in FALLBACK_STEPS:
             if count > len(units) // 2:
                 break
@@ -316,7 +381,7 @@ class _Search:
         return None
 
     def refine_groups(self, base: VariantRecord) -> VariantRecord:
-        for group, nodes in layer_groups(self.fp32_model).items():
+        for group, nodes in layer_groups(self.prepared(base.config.graph)).items():
             if not nodes or set(nodes) <= set(base.config.exclude):
                 continue
             exclude = tuple(sorted(set(base.config.exclude) | set(nodes)))
@@ -384,7 +449,7 @@ def layer_groups(model: onnx.ModelProto) -> dict[str, list[str]]:
 
 
 def choose_precision(
-    fp32: onnx.ModelProto,
+    graphs: Mapping[str, onnx.ModelProto],
     calib: SampleSet,
     held: SampleSet,
     requested: str,
@@ -395,14 +460,39 @@ def choose_precision(
     workdir: Path,
     keep: Path | None = None,
 ) -> tuple[PrecisionReport, Path | None]:
-    """Search INT8 variants of ``fp32``; return the report and the chosen INT8 model's path
-    (None when FP32 wins). With ``keep``, every variant built within the accuracy budget is
-    copied there too, listed in ``variants.json`` (hwopt tune races them itself)."""
-    search = _Search(fp32, calib, held, settings, session_options, providers, workdir)
+    """Search INT8 variants of the float ``graphs`` (by label, the FP32 build first); return
+    the report and the chosen INT8 model's path (None when FP32 wins). With ``keep``, every
+    variant built within the accuracy budget is copied there too, listed in ``variants.json``
+    (hwopt tune races them itself)."""
+    search = _Search(graphs, calib, held, settings, session_options, providers, workdir)
     report, chosen = _choose(search, calib, held, requested, settings, host)
+    if not settings.static and PIPELINE_GRAPH in search.quantizers:
+        report.static_note = _probe_static(search, host)
     if keep is not None:
         _keep_within_budget(search, keep)
     return report, chosen
+
+
+def _probe_static(search: _Search, host: HostInfo) -> str:
+    """Time static INT8 against FP32 once, for the report: what it would gain on this host
+    (its accuracy is not judged, nor is it ever shipped from here)."""
+    built = [search.build(dataclasses.replace(probe, reduce_range=_reduce_range(host))) for probe in STATIC_PROBES]
+    records = [r for r in built if r.status != "failed"]
+    if records:
+        search.time(records, max(0.5, search.settings.bench_seconds / 2))
+    for record in records:
+        record.status = "not a candidate"
+        record.reason = "static INT8 without real calibration data: timed for the report only"
+    timed = [r for r in records if r.latency_ratio is not None]
+    if not timed:
+        why = built[0].reason if built else "no variant"
+        return f"static INT8 could not be measured on this model ({why}); it needs --calib DIR with real samples"
+    best = min(timed, key=_ratio)
+    return (
+        f"static INT8 ({best.label}) measured {best.latency_ratio:.2f}x FP32 latency on this host, accuracy not "
+        "judged: its activation scales would come from generated data, so it was not a candidate. "
+        "Pass --calib DIR with real input samples to let it compete (--calib generated accepts generated data)"
+    )
 
 
 def _keep_within_budget(search: _Search, keep: Path) -> None:
@@ -423,7 +513,7 @@ def _choose(search: _Search, calib: SampleSet, held: SampleSet, requested: str, 
         requested=requested, chosen="fp32", chosen_label="FP32", reason="",
         budget=settings.budget, calibration_source=calib.source,
         calibration_samples=len(calib), held_out_samples=len(held),
-        generated_data=calib.generated, isa=host.isa,
+        generated_data=calib.generated, isa=host.isa, graph=search.fp32_graph,
     )
     ranked = search.formats(host)
     base = search.accurate_base(ranked)
@@ -442,6 +532,7 @@ def _choose(search: _Search, calib: SampleSet, held: SampleSet, requested: str, 
         report.reason = f"the best INT8 variant within budget runs at {ratio} FP32"
         return report, _forced(search, [base], settings, report)
     base.status = "chosen"
+    report.graph = base.config.graph
     for record in search.records:
         if record.status == "tried":
             record.status, record.reason = "not chosen", "the chosen variant was faster within the budget"
@@ -463,6 +554,7 @@ def _forced(search: _Search, ranked: Sequence[VariantRecord], settings: SearchSe
         return None
     forced = min(candidates, key=lambda r: r.latency_ratio if r.latency_ratio is not None else float("inf"))
     forced.status = "chosen (forced)"
+    report.graph = forced.config.graph
     report.chosen, report.chosen_label = "int8", forced.label
     report.reason += "; shipped anyway because INT8 was forced"
     return search.paths[forced.config]

@@ -2,10 +2,13 @@
 
 A :class:`QuantConfig` is one point of the space the search explores: the format (QDQ,
 where Quantize/DequantizeLinear pairs wrap float operators and onnxruntime fuses them into
-integer kernels, or QOperator, where the quantizer writes QLinearConv and friends itself),
+integer kernels; QOperator, where the quantizer writes QLinearConv and friends itself; or
+dynamic, where only the weights are quantized offline and each activation's scale is computed
+at run time, so that no calibration data decides the model's accuracy),
 the activation and weight types, per-channel or per-tensor weight scales, 7-bit weights
 (``reduce_range``, for CPUs without VNNI whose 8-bit multiply-adds can saturate), the
-calibration method, and the nodes kept in float.
+calibration method, the nodes kept in float, and which float graph it quantizes (the
+pipeline's, or a measured variant of it such as the transformer-fused graph).
 
 :class:`Quantizer` owns a working folder: the pre-processed float model (onnxruntime's
 ``quant_pre_process`` shape inference) and one calibration cache per method, so that the
@@ -23,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import onnx
-from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from hwopt.errors import one_line
@@ -42,11 +45,17 @@ CALIBRATION_METHODS = tuple(_METHODS)
 _TYPES = {"u8": QuantType.QUInt8, "s8": QuantType.QInt8}
 # Percentile keeps the 99.999th percentile of |x|: outliers stop stretching the scale.
 _PERCENTILE = 99.999
+# What dynamic quantization quantizes: the matrix products (and onnxruntime's fused Attention
+# and LSTM), which it runs as DynamicQuantizeMatMul / QAttention / DynamicQuantizeLSTM. Not
+# Conv: its dynamic kernel (ConvInteger) ran 4x to 9x slower than float on every sample CNN.
+# Not Gather: a quantized embedding table saves size but no time, and adds its rounding to
+# every token.
+DYNAMIC_OPS = ("MatMul", "Attention", "LSTM")
 
 
 @dataclasses.dataclass(frozen=True)
 class QuantConfig:
-    fmt: str = "qdq"  # "qdq" | "qoperator"
+    fmt: str = "qdq"  # "qdq" | "qoperator" | "dynamic"
     activations: str = "u8"  # "u8" | "s8"
     weights: str = "s8"
     per_channel: bool = True
@@ -54,12 +63,25 @@ class QuantConfig:
     calibration: str = "minmax"
     exclude: tuple[str, ...] = ()  # nodes kept in float
     op_types: tuple[str, ...] | None = None  # operators to quantize (None: onnxruntime's default set)
+    graph: str = ""  # the float graph quantized ("": the pipeline's)
+
+    @property
+    def dynamic(self) -> bool:
+        return self.fmt == "dynamic"
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether activation scales come from calibration data (static formats)."""
+        return not self.dynamic
 
     def label(self) -> str:
         text = (
             f"{self.fmt.upper()} {self.activations.upper()}/{self.weights.upper()} "
-            f"{'per-channel' if self.per_channel else 'per-tensor'} {self.calibration}"
+            f"{'per-channel' if self.per_channel else 'per-tensor'}"
         )
+        text += " (scales at run time)" if self.dynamic else f" {self.calibration}"
+        if self.graph:
+            text += f", {self.graph}"
         if self.reduce_range:
             text += " 7-bit"
         if self.op_types is not None:
@@ -108,6 +130,8 @@ class Quantizer:
         """The quantized model file for ``config``."""
         self._count += 1
         out = self.workdir / f"variant_{self._count}.onnx"
+        if config.dynamic:
+            return self._quantize_dynamic(config, out)
         extra = {"CalibPercentile": _PERCENTILE} if config.calibration == "percentile" else {}
         try:
             # Its histogram calibrators print progress on stdout, which is hwopt's report's.
@@ -131,6 +155,26 @@ class Quantizer:
                     calibrate_method=_METHODS[config.calibration],
                     extra_options=extra,
                     calibration_cache_path=self.workdir / f"calibration_{config.calibration}.json",
+                )
+        except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises anything; reported per variant
+            raise QuantizationFailed(f"{type(exc).__name__}: {one_line(exc)}") from exc
+        return out
+
+    def _quantize_dynamic(self, config: QuantConfig, out: Path) -> Path:
+        try:
+            with phase("INT8 quantization (onnxruntime)", "pass"), inside(self.workdir), quiet_logger():
+                quantize_dynamic(
+                    str(self.prepared),
+                    str(out),
+                    per_channel=config.per_channel,
+                    reduce_range=config.reduce_range,
+                    weight_type=_TYPES[config.weights],
+                    nodes_to_exclude=list(config.exclude),
+                    op_types_to_quantize=list(config.op_types or DYNAMIC_OPS),
+                    # onnx shape inference cannot type the outputs of onnxruntime's contrib
+                    # operators (Attention, SkipLayerNormalization ...), and the quantizer
+                    # refuses an untyped tensor unless given this fallback.
+                    extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
                 )
         except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises anything; reported per variant
             raise QuantizationFailed(f"{type(exc).__name__}: {one_line(exc)}") from exc

@@ -79,6 +79,9 @@ class Target(abc.ABC):
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     # Options the target gives its passes; a config file's [passes.<name>] tables override them.
     pass_options: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    # Float graph variants kept only where they measure faster (hwopt.graph_choice): a label,
+    # and the passes that run before the target's pipeline to make the variant.
+    measured_variants: ClassVar[Mapping[str, tuple[str, ...]]] = {}
     # Target options (``--target-option cuda.cuda_graph=true``) with their defaults.
     option_defaults: ClassVar[Mapping[str, Any]] = {}
 
@@ -116,6 +119,7 @@ class Target(abc.ABC):
             "providers": [{"name": n, "options": dict(o)} for n, o in self.providers()],
             "session_options": self.session_options(),
             "default_passes": list(self.default_passes),
+            "measured_variants": {label: list(passes) for label, passes in self.measured_variants.items()},
             "precisions": list(self.precisions),
             "options": dict(self.options),
             "alias_note": self.alias_note,

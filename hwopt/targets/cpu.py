@@ -9,6 +9,8 @@ import onnxruntime as ort
 from hwopt.session import Providers, default_session_options
 from hwopt.targets.base import Availability, Target
 
+TRANSFORMER_FUSED = "transformer-fused graph"
+
 # Clean-up first (so fusions see plain graphs), then the fusions, then clean-up again for what
 # the fusions left. fold_constants runs twice: removing no-ops and shape chains exposes more
 # constant subgraphs (in If bodies especially: silero VAD 180 -> 116 nodes). The GPU targets
@@ -45,6 +47,11 @@ class CpuTarget(Target):
     # onnxsim's own optimizer is off: hwopt's passes do the fusions (see passes/simplify.py).
     pass_options = {"simplify": {"optimize": False}}
     precisions = ("fp32", "int8")
+    # onnxruntime's fused transformer kernels are not faster on every model and host: the build
+    # keeps them only where they measure faster. The fusions run first, on the exporter's
+    # graph, whose patterns onnxruntime's matchers know: after remove_noops has dropped a
+    # zero bias (x + 0, as in every freshly initialized BertModel) they no longer match.
+    measured_variants = {TRANSFORMER_FUSED: ("fuse_transformer",)}
 
     def session_options(self) -> dict[str, Any]:
         # onnxruntime runs nodes in the file's order only with priority-based ordering; its

@@ -522,6 +522,7 @@ class Tuner:
             "input_shapes": {k: list(v) for k, v in base.input_shapes.items()},
             "inputs": _file_digest(base.inputs_file),
             "calib": [str(calib), _file_digest(calib)] if calib else None,
+            "calib_generated": precision.calib_generated,
             "calib_samples": precision.calib_samples,
             "calib_method": precision.calib_method,
             "budget": precision.budget.to_dict(),

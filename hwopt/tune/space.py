@@ -68,8 +68,8 @@ def recipes(target: Target) -> list[Recipe]:
         out.append(Recipe("hwopt-no-reorder", "hwopt's pipeline without the memory-aware reorder, FP32",
                           tuple(p for p in default if p != "reorder"), "fp32", 1))
     if "int8" in target.precisions and target.name == "cpu":
-        out.append(Recipe("hwopt-int8", "hwopt's pipeline, then its INT8 search (calibrated, within the "
-                          "accuracy budget, faster than FP32 or not shipped)", None, "int8", 2))
+        out.append(Recipe("hwopt-int8", "hwopt's pipeline, then its INT8 search (dynamic; static too "
+                          "with real --calib data; within the accuracy budget, faster than FP32 or not shipped)", None, "int8", 2))
     if "fp16" in target.precisions:
         out.append(Recipe("hwopt-fp16", "hwopt's pipeline, then FP16 with FP32 I/O", None, "fp16", 1))
     return sorted(out, key=lambda r: r.cost)
