@@ -177,26 +177,32 @@ class Checks:
         return self._run(target, names, self.loaded.proto, self.references)
 
     def graph_variants(self, target: Target) -> dict[str, PipelineResult]:
-        """The target's measured variants: each its passes, then the target's pipeline, run
-        (verified) on the loaded model; none when the user chose the passes or skipped a
-        variant's."""
+        """The target's measured variants: each its passes, then (where the first of them
+        changed the model) the target's pipeline, run verified on the loaded model; none when
+        the user chose the passes or skipped a variant's."""
         if self.options.passes is not None:
             return {}
         skipped = set(self.options.skip_passes)
         names = _choose_passes(target, self.options)
-        return {
-            label: self._run(target, [*passes, *names], self.loaded.proto, self.references)
-            for label, passes in target.measured_variants.items()
-            if not skipped & set(passes)
-        }
+        variants = {}
+        for label, passes in target.measured_variants.items():
+            if skipped & set(passes):
+                continue
+            head = self._run(target, passes, self.loaded.proto, self.references)
+            if applies(head):  # a CNN pays for one pass that matches nothing, not a second pipeline
+                tail = self._run(target, names, head.model, head.outputs, start=label)
+                head = PipelineResult(tail.model, [*head.records, *tail.records], tail.outputs)
+            variants[label] = head
+        return variants
 
     def _run(self, target: Target, names: Sequence[str], model: onnx.ModelProto,
-             references: Sequence[Mapping[str, np.ndarray]]) -> PipelineResult:
+             references: Sequence[Mapping[str, np.ndarray]], start: str = "") -> PipelineResult:
+        """``names`` run on ``model`` (the loaded model, or the variant ``start`` names)."""
         pass_options = {
             name: {**target.pass_options.get(name, {}), **self.options.pass_options.get(name, {})}
             for name in {*target.pass_options, *self.options.pass_options}
         }
-        key = (tuple(names), repr(sorted((k, sorted(v.items())) for k, v in pass_options.items())))
+        key = (tuple(names), start, repr(sorted((k, sorted(v.items())) for k, v in pass_options.items())))
         if key not in self.pipelines:
             pipeline = Pipeline(resolve(names), pass_options)
             ctx = PassContext(target=target.name, input_specs=self.specs)

@@ -147,3 +147,15 @@ def test_spec_records_how_feeds_are_made() -> None:
     data = spec.to_dict()["generated_as"]
     assert data["kind"] == "ids" and data["high"] == 8000
     assert data["description"].startswith("ids uniform over 0..7999 (from the graph")
+
+
+def test_an_integer_the_graph_tests_for_one_value_gets_that_value() -> None:
+    # silero VAD: If(Equal(sr, 16000)) chooses the branch; 0 or 1 runs neither rate's path.
+    nodes = [helper.make_node("Constant", [], ["rate"], value=numpy_helper.from_array(np.array(16000, np.int64))),
+             helper.make_node("Equal", ["sr", "rate"], ["is16k"], name="check_rate")]
+    model = _model(nodes, [helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+                   [helper.make_tensor_value_info("is16k", TensorProto.BOOL, None)])
+    (spec,) = resolve_input_specs(model.graph)
+    assert (spec.feed.kind, spec.feed.basis, spec.feed.high) == ("value", "graph", 16000)
+    assert int(generate_feeds([spec])["sr"]) == 16000
+    assert "compared with 16000" in spec.feed.describe()

@@ -11,10 +11,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import ROOT, invoke_cli
+from conftest import ROOT, fp32_options, invoke_cli
 
 from hwopt.graph_choice import SPEED_MARGIN, choose_graph
 from hwopt.model.inputs import generate_feeds, resolve_input_specs
+from hwopt.optimize import optimize
 from hwopt.passes.base import PassContext
 from hwopt.passes.fuse_transformer import detect_attention_shape
 from hwopt.passes.pipeline import Pipeline, PipelineResult
@@ -127,3 +128,11 @@ def test_text_encoder_builds_hold_on_ids_across_the_vocabulary(model_path: Path,
             want = run_model(model, sample)["hidden"].astype(np.float64)
             got = session.run(["hidden"], sample)[0].astype(np.float64)
             assert cosine_similarity(want, got) >= 0.99, (extra, precision["chosen_label"])
+
+
+def test_a_cnn_builds_no_fused_variant(tmp_path: Path) -> None:
+    report = optimize(ROOT / "sample_models" / "mobilenetv2_tiny.onnx",
+                      fp32_options(output_dir=tmp_path / "b", benchmark=False))
+    (build,) = report.builds
+    assert build.graph_choice is None
+    assert "fuse_transformer" not in [r.name for r in build.passes]

@@ -15,9 +15,12 @@ this order:
 4. **table ids**: the input, through shape-only operators (Cast, Unsqueeze, Reshape, ...),
    indexes a Gather whose table has a known number of rows: ids uniform over all of them
    (the smallest table when it indexes several).
-5. **bounded integers**: the input is the index of a OneHot with a constant depth, or of a
+5. **a tested value**: the input is compared (Equal) with a one-element constant, as a sample
+   rate is (``sr == 16000`` choosing a branch in silero VAD): that value, which the model was
+   written to accept.
+6. **bounded integers**: the input is the index of a OneHot with a constant depth, or of a
    Gather into a tensor whose axis length is known: uniform over that range.
-6. anything else: floats are N(0, 1) noise; integers 0 or 1 (valid as indices, lengths and
+7. anything else: floats are N(0, 1) noise; integers 0 or 1 (valid as indices, lengths and
    flags in most models); booleans random.
 
 The report names each input's kind and why it was chosen ("from the graph", "by name",
@@ -52,9 +55,9 @@ _IDS_SLOTS = {"EmbedLayerNormalization": ((0, 2), (1, 3))}  # (ids input, table 
 class FeedKind:
     """How generated values for one input are drawn."""
 
-    kind: str  # "noise" | "mask" | "segment" | "positions" | "ids" | "range" | "small"
+    kind: str  # "noise" | "mask" | "segment" | "positions" | "ids" | "value" | "range" | "small"
     basis: str = "default"  # "graph" | "name" | "default"
-    high: int | None = None  # ids and ranges: values are 0 .. high - 1
+    high: int | None = None  # ids and ranges: values are 0 .. high - 1; "value": the value
     detail: str = ""  # what in the graph decided it
 
     def describe(self) -> str:
@@ -64,6 +67,7 @@ class FeedKind:
             "segment": "all zeros (one segment)",
             "positions": "0, 1, 2, ... along the last axis",
             "ids": f"ids uniform over 0..{(self.high or 1) - 1}",
+            "value": f"the value {self.high}",
             "range": f"integers uniform over 0..{(self.high or 1) - 1}",
             "small": "integers 0 or 1 (no table or range found in the graph)",
         }[self.kind]
@@ -86,6 +90,8 @@ class FeedKind:
             return np.ones(shape, dtype)
         if self.kind == "segment":
             return np.zeros(shape, dtype)
+        if self.kind == "value":
+            return np.full(shape, self.high, dtype)
         if self.kind == "positions":
             last = shape[-1] if shape else 1
             positions = np.arange(last) % self.high if self.high else np.arange(last)
@@ -134,6 +140,10 @@ def _kind_of(name: str, uses: _Uses, integer: bool) -> FeedKind:
         return FeedKind("ids", "graph", high=rows, detail=f"indexes the {rows:,}-row table of {node}")
     if _MASK_NAME.search(name):
         return FeedKind("mask", "name")
+    tested = uses.tested_value(name)
+    if tested is not None:
+        value, detail = tested
+        return FeedKind("value", "graph", high=value, detail=detail)
     bound = uses.bound(name)
     if bound is not None:
         high, detail = bound
@@ -217,6 +227,17 @@ class _Uses:
                     if rows:
                         out[label] = rows
         return out
+
+    def tested_value(self, name: str) -> tuple[int, str] | None:
+        """The one-element integer constant ``name`` is compared with (Equal), if any."""
+        for node, slot in self.reach(name):
+            if node.op_type != "Equal":
+                continue
+            other = self.constants.get(node.input[1 - slot])
+            if other is not None and other.size == 1 and np.issubdtype(other.dtype, np.integer):
+                value = int(other.reshape(-1)[0])
+                return value, f"compared with {value} in Equal {node.name}".strip()
+        return None
 
     def bound(self, name: str) -> tuple[int, str] | None:
         """An exclusive upper bound the graph puts on an integer input, and what sets it."""
