@@ -42,7 +42,7 @@ bench: install models $(BENCH_STAMP)
 	$(PY) bench/compare_passes.py
 	$(PY) bench/memory.py
 	$(PY) bench/quantize.py
-	$(PY) bench/transformers.py
+	$(PY) bench/encoders.py
 	$(PY) bench/defaults.py
 
 # Thousands of mutated sample models through every command (tests/test_fuzz.py), new ones each
