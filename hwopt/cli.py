@@ -223,6 +223,11 @@ def optimize(
     strict: Annotated[
         bool | None, typer.Option("--strict", help="Exit 3 when any pass fails verification.")
     ] = None,
+    static_shapes: Annotated[
+        bool | None,
+        typer.Option("--static-shapes", help="Bake the input shapes (-s, or the defaults) into the build and fold "
+                     "what becomes constant; the build then runs at exactly those shapes."),
+    ] = None,
     bench: Annotated[
         bool | None, typer.Option("--bench/--no-bench", help="Measure latency of original and build.")
     ] = None,
@@ -261,11 +266,15 @@ def optimize(
       hwopt optimize model.onnx -s input=1x3x224x224 --json > report.json
 
       hwopt optimize model.onnx --config configs/cpu-portable.toml --explain
+
+      hwopt optimize detector.onnx -s images=1x3x320x320 --static-shapes --target tensorrt
     """
     options = _optimize_options(
         config, target, output, input_shape, inputs, passes, skip_pass, strict, bench, bench_seconds,
         precision, force_precision, calib, calib_samples, calib_method, max_accuracy_drop,
     )
+    if static_shapes is not None:
+        options.static_shapes = static_shapes
     _apply_target_flags(options, target_option, require_target, no_fallback,
                         max_latency_ms, min_speedup, max_size_mb, max_memory_mb, max_accuracy_drop)
     _run_and_report(model, options, json_out, quiet, explain)

@@ -66,7 +66,7 @@ else:  # pragma: no cover - Python 3.10
 
 _TOP_KEYS = {
     "targets", "inputs", "input_shapes", "pipeline", "passes", "bench", "precision",
-    "max_accuracy_drop", "calibration", "target_options", "gates",
+    "max_accuracy_drop", "calibration", "target_options", "gates", "static_shapes",
 }
 _GATE_KEYS = {"max_latency_ms", "min_speedup", "max_size_mb", "max_memory_mb"}
 _CALIBRATION_KEYS = {"path", "samples", "method", "held_out", "image"}
@@ -81,6 +81,7 @@ class Config:
     targets: list[str] | None = None
     inputs: Path | None = None
     input_shapes: dict[str, tuple[int, ...]] | None = None
+    static_shapes: bool | None = None
     passes: list[str] | None = None
     skip_passes: list[str] | None = None
     strict: bool | None = None
@@ -126,6 +127,8 @@ def parse_config(data: Mapping[str, Any], base: Path = Path("."), where: str = "
             if not isinstance(dims, list) or not all(isinstance(d, int) and d > 0 for d in dims):
                 raise ConfigError(f"{where}: input_shapes.{name} must be a list of positive integers")
             config.input_shapes[name] = tuple(dims)
+    if "static_shapes" in data:
+        config.static_shapes = _typed(data["static_shapes"], bool, f"{where}: static_shapes")
     if "pipeline" in data:
         pipeline = _typed(data["pipeline"], dict, f"{where}: pipeline")
         _known(pipeline, _PIPELINE_KEYS, f"{where}: [pipeline]")

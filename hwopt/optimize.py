@@ -41,6 +41,7 @@ from hwopt.memory.analysis import analyze_memory
 from hwopt.memory.probe import measure_session_memory
 from hwopt.model.inputs import (
     InputSpec,
+    bake_shapes,
     generate_feeds,
     load_feeds,
     resolve_input_specs,
@@ -101,6 +102,8 @@ class OptimizeOptions:
     targets: Sequence[str] = ("cpu",)
     output_dir: Path | None = None
     input_shapes: Mapping[str, Sequence[int]] = dataclasses.field(default_factory=dict)
+    # Bake the resolved input shapes into the build (and fold what becomes constant).
+    static_shapes: bool = False
     inputs_file: Path | None = None
     passes: Sequence[str] | None = None
     skip_passes: Sequence[str] = ()
@@ -127,6 +130,8 @@ class OptimizeOptions:
             options.inputs_file = config.inputs
         if config.input_shapes is not None:
             options.input_shapes = dict(config.input_shapes)
+        if config.static_shapes is not None:
+            options.static_shapes = config.static_shapes
         if config.passes is not None:
             options.passes = config.passes
         if config.skip_passes is not None:
@@ -169,12 +174,19 @@ class Checks:
     noise: dict[str, float]
     options: OptimizeOptions
     pipelines: dict[tuple, PipelineResult] = dataclasses.field(default_factory=dict)
+    # What the passes start from: the loaded model, or (--static-shapes) a copy with its input
+    # shapes baked in.
+    source: onnx.ModelProto | None = None
+
+    @property
+    def start(self) -> onnx.ModelProto:
+        return self.source if self.source is not None else self.loaded.proto
 
     def pipeline_result(self, target: Target) -> PipelineResult:
         """The graph pipeline's result for ``target``; targets running the same passes with the
         same options share one run."""
         names = _choose_passes(target, self.options)
-        return self._run(target, names, self.loaded.proto, self.references)
+        return self._run(target, names, self.start, self.references)
 
     def graph_variants(self, target: Target) -> dict[str, PipelineResult]:
         """The target's measured variants: each its passes, then (where the first of them
@@ -188,7 +200,7 @@ class Checks:
         for label, passes in target.measured_variants.items():
             if skipped & set(passes):
                 continue
-            head = self._run(target, passes, self.loaded.proto, self.references)
+            head = self._run(target, passes, self.start, self.references)
             if applies(head):  # a CNN pays for one pass that matches nothing, not a second pipeline
                 tail = self._run(target, names, head.model, head.outputs, start=label)
                 head = PipelineResult(tail.model, [*head.records, *tail.records], tail.outputs)
@@ -256,6 +268,10 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> 
         )
     if batch_note:
         report.warnings.append(batch_note)
+    if options.static_shapes:
+        report.notes.append("--static-shapes: the build's inputs are fixed to "
+                            + ", ".join(f"{s.name}={'x'.join(map(str, s.shape)) or 'scalar'}" for s in run.specs)
+                            + "; it runs at exactly those shapes and was checked at them only")
     defaulted = [d for spec in run.specs for d in spec.defaulted]
     if defaulted:
         report.warnings.append(
@@ -313,14 +329,16 @@ def prepare_checks(loaded: LoadedModel, options: OptimizeOptions) -> tuple[Check
     except VerificationFailed as exc:
         raise ModelLoadError(f"{loaded.path}: the model does not run: {exc}") from exc
     check_feeds, references, batch_note = [feeds], [reference], None
-    batch2 = second_batch(specs, feeds)
+    # A build with baked shapes runs at exactly those: no second batch size to check.
+    batch2 = None if options.static_shapes else second_batch(specs, feeds)
     if batch2 is not None:
         try:
             references.append(run_model(loaded.proto, batch2))
             check_feeds.append(batch2)
         except VerificationFailed as exc:
             batch_note = f"passes were checked at one batch size only: the original does not run at batch 2 ({exc})"
-    run = Checks(loaded, specs, check_feeds, references, rounding_noise(loaded.proto, check_feeds), options)
+    run = Checks(loaded, specs, check_feeds, references, rounding_noise(loaded.proto, check_feeds), options,
+                 source=bake_shapes(loaded.proto, specs) if options.static_shapes else None)
     return run, feeds_source, batch_note
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import SAMPLE_MODELS, SAMPLE_SHAPES, invoke_cli, run_cli, sha256
+from conftest import SAMPLE_MODELS, SAMPLE_SHAPES, SAMPLES, invoke_cli, run_cli, sha256
 
 from hwopt.targets import get_target
 
@@ -104,3 +104,23 @@ def test_passes_and_targets_list() -> None:
     targets = json.loads(invoke_cli("targets", "--json").stdout)
     cpu = next(t for t in targets["targets"] if t["name"] == "cpu")
     assert cpu["availability"]["available"] is True
+
+
+def test_static_shapes_bake_the_given_shapes_into_the_build(tmp_path: Path) -> None:
+    sample = SAMPLES / "transformer_tiny.onnx"
+    runs = {}
+    for flag in ([], ["--static-shapes"]):
+        out = tmp_path / ("static" if flag else "dynamic")
+        proc = invoke_cli("optimize", sample, "-o", out, "-s", "tokens=1x32x64", "--precision", "fp32", "--no-bench",
+                          "--json", *flag)
+        assert proc.returncode == 0, proc.stderr
+        runs[bool(flag)] = (json.loads(proc.stdout), onnx.load(str(out / "model.onnx")))
+    (report, built), (dynamic_report, _) = runs[True], runs[False]
+    dims = [[d.dim_value if d.HasField("dim_value") else d.dim_param for d in vi.type.tensor_type.shape.dim]
+            for vi in built.graph.input]
+    assert dims == [[1, 32, 64]]
+    assert any("--static-shapes" in note and "tokens=1x32x64" in note for note in report["notes"])
+    build = report["builds"][0]
+    # Checked at exactly the baked shape (no second batch size), within the usual tolerance.
+    assert build["accuracy"]["samples"] == 1 and build["accuracy"]["max_rel"] <= 1e-4
+    assert build["optimized"]["nodes"] <= dynamic_report["builds"][0]["optimized"]["nodes"]

@@ -102,3 +102,21 @@ def test_declines_matmul_of_rank_three() -> None:
         }""")
     reasons = _declined(model, {"x": (1, 6, 4)})
     assert any("rank 2" in r for r in reasons)
+
+
+def test_a_shared_weight_is_copied_so_each_batchnorm_folds() -> None:
+    # Deduplication makes equal weights one tensor (the light_* models build every weight with
+    # ConstantOfShape); each Conv feeding a BatchNorm then gets its own copy to fold into.
+    model = make_model("""<ir_version: 8, opset_import: ["" : 17]>
+        g (float[N, 4, 8, 8] x) => (float[N, 4, 8, 8] y, float[N, 4, 8, 8] z)
+          <float[4, 4, 3, 3] w, float[4] s, float[4] b, float[4] mean, float[4] var,
+           float[4] s2, float[4] b2, float[4] mean2, float[4] var2> {
+            c1 = Conv <pads = [1, 1, 1, 1]> (x, w)
+            y = BatchNormalization (c1, s, b, mean, var)
+            c2 = Conv <pads = [1, 1, 1, 1]> (x, w)
+            z = BatchNormalization (c2, s2, b2, mean2, var2)
+        }""")
+    record, out = run_pass(FoldBatchNorm(), model, {"x": (2, 4, 8, 8)})
+    assert record.status == APPLIED, record.reason
+    assert op_counts(out) == {"Conv": 2}
+    assert any("shared weight(s) copied" in note for note in record.notes)

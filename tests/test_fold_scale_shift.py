@@ -195,15 +195,22 @@ def test_declines_shift_before_padded_conv() -> None:
     assert any("pads=[1, 1, 1, 1]" in r and "does not fold" in r for r in reasons), reasons
 
 
-def test_declines_scale_of_shared_weight() -> None:
-    reasons = _declined("""
+def test_a_shared_weight_is_copied_so_the_scale_folds() -> None:
+    # Folding the scale into w would change the other Conv too: the Mul's Conv gets its own
+    # copy first (hwopt.passes.unshare), and the other keeps w.
+    model = make_model(HEADER.format(opset=17) + """
         g (float[N, 3, 8, 8] x) => (float[N, 4, 8, 8] y, float[N, 4, 8, 8] z)
           <float[4, 3, 3, 3] w, float[4, 1, 1] a> {
             c1 = Conv <pads = [1, 1, 1, 1]> (x, w)
             y = Mul (c1, a)
             z = Conv <pads = [1, 1, 1, 1]> (x, w)
         }""")
-    assert any("weight 'w' is shared with 1 other node(s)" in r for r in reasons), reasons
+    record, out = run_pass(FoldScaleShift(), model, {"x": (2, 3, 8, 8)})
+    assert record.status == APPLIED, record.reason
+    assert op_counts(out) == {"Conv": 2}
+    assert any("shared weight(s) copied" in note for note in record.notes)
+    weights = [node.input[1] for node in out.graph.node]
+    assert weights[1] == "w" and weights[0] != "w"
 
 
 def test_declines_conv_output_with_other_consumers() -> None:

@@ -63,6 +63,20 @@ class DoesNothing(Pass):
         return PassResult(model)
 
 
+class AliasesAWeight(Pass):
+    """Registers the conv weight's own tensor under a second name and reports no change: onnx-ir
+    serializes such a tensor by renaming the proto it was read from."""
+
+    name = "aliases_a_weight"
+    description = "test pass"
+
+    def run(self, model, ctx):
+        weight = model.graph.initializers["w"]
+        alias = ir.Value(name="w_alias", shape=weight.shape, type=weight.type, const_value=weight.const_value)
+        model.graph.register_initializer(alias)
+        return PassResult(model)
+
+
 class NeedsNewOpset(Pass):
     name = "needs_new_opset"
     description = "test pass"
@@ -91,6 +105,13 @@ def test_numeric_break_is_rolled_back():
     assert "over the pass's limit" in record.reason
     assert record.max_rel > 1e-3
     assert result.model is model  # rolled back to the input, untouched
+
+
+def test_a_pass_that_touches_what_it_reads_leaves_the_input_model_intact():
+    model, result = _run([AliasesAWeight(), DoesNothing()])
+    assert [r.status for r in result.records] == [UNCHANGED, UNCHANGED]
+    assert result.model is model
+    assert model.SerializeToString() == tiny_conv_model().SerializeToString()
 
 
 def test_change_within_tolerance_is_kept():

@@ -336,6 +336,25 @@ def second_batch(specs: Sequence[InputSpec], feeds: Mapping[str, np.ndarray]) ->
     return out
 
 
+def bake_shapes(model: onnx.ModelProto, specs: Sequence[InputSpec]) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph inputs declare exactly the specs' concrete shapes
+    (``--static-shapes``). Output and intermediate shapes are left for the passes to infer:
+    a symbolic dim there is compatible with any value, and constant folding then resolves the
+    shape arithmetic the symbolic inputs needed."""
+    baked = onnx.ModelProto()
+    baked.CopyFrom(model)
+    by_name = {spec.name: spec for spec in specs}
+    for vi in baked.graph.input:
+        spec = by_name.get(vi.name)
+        if spec is None:
+            continue
+        shape = vi.type.tensor_type.shape
+        shape.ClearField("dim")
+        for size in spec.shape:
+            shape.dim.add().dim_value = size
+    return baked
+
+
 def save_npz(path: Path, feeds: Mapping[str, np.ndarray]) -> Path:
     """Feeds to an .npz, one array per input name. (``np.savez(path, **feeds)`` breaks on an
     input named ``file`` or ``allow_pickle``.)"""

@@ -1,11 +1,7 @@
-"""Remove what no output depends on: dead nodes, unused initializers, functions and opsets,
-and weights that old exporters also list as graph inputs.
+"""Remove what no output depends on: dead nodes, unused initializers, functions and opsets.
 
-Before IR version 4 every initializer had to be a graph input too; such "overridable"
-initializers stop ONNX Runtime from treating weights as constants (no BatchNorm folding, no
-constant folding on them). Removing them from the input list leaves the values and every
-real input untouched; the only thing lost is the option to feed a weight at run time, which
-an inference build does not need.
+Weights that old exporters also list as graph inputs are drop_initializer_inputs' to remove
+(first in the pipeline, with a report line and an opt-out), not this pass's.
 """
 
 from __future__ import annotations
@@ -23,11 +19,10 @@ from hwopt.passes.registry import register
 @register
 class EliminateDeadCode(OnnxIrPass):
     name = "eliminate_dead_code"
-    description = "remove dead nodes, unused initializers and opsets, and weights listed as inputs"
+    description = "remove dead nodes, unused initializers, functions and opsets"
 
     def ir_passes(self, ctx: PassContext) -> Sequence[ir.passes.PassBase]:
         return [
-            ir_common.RemoveInitializersFromInputsPass(),
             ir_common.RemoveUnusedNodesPass(),
             ir_common.RemoveUnusedFunctionsPass(),
             ir_common.RemoveUnusedOpsetsPass(),

@@ -14,6 +14,9 @@ channel axis is then not W's output axis.
 
 Declined when a producer's weights or the BatchNorm's statistics are not constants, when
 the producer's output feeds other nodes too, or when the BatchNorm runs in training mode.
+
+A weight several producers share is first copied for each producer that feeds a foldable
+BatchNorm (hwopt.passes.unshare says why).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from onnxscript.rewriter.rules.common import _fuse_batchnorm as onnxscript_bn
 from hwopt.passes.base import PassContext
 from hwopt.passes.registry import register
 from hwopt.passes.rewrite import RewriteRulePass
+from hwopt.passes.unshare import UnshareBeforeFolding
 
 
 def _inference_mode(batchnorm: ir.Node) -> MatchResult:
@@ -37,6 +41,12 @@ def _inference_mode(batchnorm: ir.Node) -> MatchResult:
         return result.fail(f"BatchNorm '{batchnorm.name}' runs in training mode")
     if len(batchnorm.outputs) > 1 and any(out.uses() for out in batchnorm.outputs[1:]):
         return result.fail(f"BatchNorm '{batchnorm.name}' running statistics are used")
+    # An initializer that is also a graph input is a default the caller may override
+    # (drop_initializer_inputs makes such weights constants first, unless skipped).
+    producer = batchnorm.inputs[0].producer() if batchnorm.inputs[0] is not None else None
+    for value in [*batchnorm.inputs[1:5], *(producer.inputs[1:] if producer is not None else ())]:
+        if value is not None and value.is_graph_input() and value.const_value is not None:
+            return result.fail(f"'{value.name}' is a graph input: it may be fed at run time")
     return result
 
 
@@ -107,10 +117,18 @@ class FoldBatchNormIntoMatMul(RewriteRuleClassBase):
         )
 
 
+def _foldable_batchnorm(node: ir.Node) -> bool:
+    return (node.op_type == "BatchNormalization" and bool(_inference_mode(node))
+            and all(s is not None and s.const_value is not None for s in node.inputs[1:5]))
+
+
 @register
-class FoldBatchNorm(RewriteRulePass):
+class FoldBatchNorm(UnshareBeforeFolding, RewriteRulePass):
     name = "fold_batchnorm"
     description = "fold BatchNormalization into the preceding Conv, ConvTranspose, Gemm or MatMul"
+
+    def folds_into(self, node: ir.Node) -> bool:
+        return _foldable_batchnorm(node)
 
     def rewrite_rules(self, model: ir.Model, ctx: PassContext) -> Sequence[RewriteRule]:
         return [

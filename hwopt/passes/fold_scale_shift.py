@@ -39,7 +39,8 @@ constants, need both the Mul and the Add and a Conv bias, match only 2-D Convs w
 ``pads=[0, 0, 0, 0]`` for the input side, and name the new weight ``<weight>_scaled``: two Convs
 sharing a weight get two initializers of that name, one overwrites the other, and the graph is
 left invalid. The rules here cover theirs and decline a weight they would have to rewrite when
-it is shared (folding would duplicate it), a Conv output or Mul/Add input with other consumers
+it is shared (folding would duplicate it; a layer whose only consumer is a constant Mul or Add
+gets its own copy first, hwopt.passes.unshare), a Conv output or Mul/Add input with other consumers
 (the matcher's "other uses"), and constants that are graph inputs (overridable at run time).
 
 The weights, biases and Constant nodes a fold leaves unused are removed; anything that was
@@ -57,6 +58,7 @@ from onnxscript.rewriter import MatchResult, RewriteRule, RewriteRuleClassBase
 from hwopt.passes.base import PassContext
 from hwopt.passes.registry import register
 from hwopt.passes.rewrite import RewriteRulePass
+from hwopt.passes.unshare import UnshareBeforeFolding, constant_operand
 from hwopt.passes.values import constant, fresh_name, label, static_shape
 
 
@@ -397,7 +399,7 @@ class FoldInputShiftIntoConv(_FoldBeforeConv):
 
 
 @register
-class FoldScaleShift(RewriteRulePass):
+class FoldScaleShift(UnshareBeforeFolding, RewriteRulePass):
     # The input-side rules need the rank and channels of the Mul's or Add's other input.
     needs_shapes = True
     name = "fold_scale_shift"
@@ -405,6 +407,9 @@ class FoldScaleShift(RewriteRulePass):
         "fold constant per-channel Mul/Add into the weights and bias of the Conv, "
         "ConvTranspose or Gemm before them, or of the Conv after them"
     )
+
+    def folds_into(self, node: ir.Node) -> bool:
+        return node.op_type in ("Mul", "Add") and constant_operand(node)
 
     def rewrite_rules(self, model: ir.Model, ctx: PassContext) -> Sequence[RewriteRule]:
         rules = [

@@ -157,7 +157,11 @@ class Pipeline:
 
         start = time.perf_counter()
         try:
-            result = pass_.run(ir.serde.deserialize_model(model), ctx)
+            # From a copy: onnx-ir's model wraps the proto's tensors, and serializing one under
+            # a new name renames the proto it came from, which rollback must find untouched.
+            private = onnx.ModelProto()
+            private.CopyFrom(model)
+            result = pass_.run(ir.serde.deserialize_model(private), ctx)
             candidate = ir.serde.serialize_model(result.model)
         except Exception as exc:  # noqa: BLE001 - reported as a rollback, never swallowed
             record.seconds = time.perf_counter() - start

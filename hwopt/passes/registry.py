@@ -17,6 +17,7 @@ from hwopt.passes.base import Pass
 _REGISTRY: dict[str, type[Pass]] = {}
 
 PASS_MODULES = (
+    "drop_initializer_inputs",
     "upgrade_opset",
     "simplify",
     "fold_constants",

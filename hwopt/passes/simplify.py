@@ -5,6 +5,10 @@ shape computations it can resolve, and applies onnxoptimizer's fusions (BatchNor
 Pad into Conv, transpose merging, dead-code elimination). It keeps symbolic input dimensions.
 Its own output check is off (``check_n=0``): the pipeline verifies every pass the same way.
 
+Graph inputs that are also initializers (weights a caller may override) stay inputs, and are
+not folded (onnxsim's ``mutable_initializer``): drop_initializer_inputs, earlier in the
+pipeline, is where a build decides to make them constants, and skipping it keeps them.
+
 Option ``optimize`` (default true) runs onnxsim's graph optimizer too; hwopt's cpu pipeline
 turns it off and does the fusions with its own passes, because onnxsim's optimizer rewrites
 rank-3 MatMul+Add into Reshape-Gemm-Reshape with shape arithmetic (the transformer sample went
@@ -32,7 +36,8 @@ class Simplify(Pass):
         proto = ir.serde.serialize_model(model)
         with phase("onnxsim", "simplify"):
             simplified, _ = onnxsim.simplify(
-                proto, check_n=0, perform_optimization=bool(ctx.options.get("optimize", True))
+                proto, check_n=0, perform_optimization=bool(ctx.options.get("optimize", True)),
+                mutable_initializer=_has_initializer_inputs(proto.graph),
             )
         result = PassResult(model)
         if simplified.graph.SerializeToString() == proto.graph.SerializeToString():
@@ -43,3 +48,8 @@ class Simplify(Pass):
             f"onnxsim: {len(proto.graph.node)} -> {len(simplified.graph.node)} top-level nodes"
         )
         return result
+
+
+def _has_initializer_inputs(graph) -> bool:
+    initializers = {init.name for init in graph.initializer}
+    return any(vi.name in initializers for vi in graph.input)

@@ -96,6 +96,8 @@ class VariantRecord:
     size_bytes: int | None = None
     status: str = "tried"
     reason: str = ""
+    # The ratio of each race against FP32 that decided whether it ships (beats_fp32).
+    race_ratios: list[float] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +108,7 @@ class VariantRecord:
             "size_bytes": self.size_bytes,
             "status": self.status,
             "reason": self.reason,
+            "race_ratios": list(self.race_ratios),
         }
 
 
@@ -288,6 +291,7 @@ class _Search:
             if record.latency_ratio is None or record.latency_ratio >= SPEED_MARGIN:
                 break
         record.latency_ratio = None if None in ratios else max(ratios)
+        record.race_ratios = [r for r in ratios if r is not None]
         return record.latency_ratio is not None and record.latency_ratio < SPEED_MARGIN
 
     def within(self, record: VariantRecord) -> bool:
@@ -529,7 +533,7 @@ def _choose(search: _Search, calib: SampleSet, held: SampleSet, requested: str, 
         ratio = f"{base.latency_ratio:.2f}x" if base.latency_ratio is not None else "an unmeasured"
         base.status = "slower"
         base.reason = f"{ratio} FP32 latency: not faster than FP32 beyond noise in {SHIP_RACES} races"
-        report.reason = f"the best INT8 variant within budget runs at {ratio} FP32"
+        report.reason = f"the best INT8 variant within budget runs at {ratio} FP32{_decided_by(base)}"
         return report, _forced(search, [base], settings, report)
     base.status = "chosen"
     report.graph = base.config.graph
@@ -539,9 +543,21 @@ def _choose(search: _Search, calib: SampleSet, held: SampleSet, requested: str, 
     report.chosen, report.chosen_label = "int8", base.label
     report.reason = (
         f"fastest variant within the budget: {base.latency_ratio:.2f}x FP32 latency, "
-        f"cosine {base.accuracy.cosine:.4f}"
+        f"cosine {base.accuracy.cosine:.4f}{_decided_by(base)}"
     )
     return report, search.paths[base.config]
+
+
+def _decided_by(record: VariantRecord) -> str:
+    """The races behind a ship-or-not decision: their ratios (the spread between them is the
+    noise a run sees) against the margin each had to beat. On a tie FP32 ships, so repeated
+    runs on one host make the same build unless INT8 is clearly faster."""
+    if not record.race_ratios:
+        return ""
+    ratios = ", ".join(f"{r:.3f}x" for r in record.race_ratios)
+    spread = max(record.race_ratios) - min(record.race_ratios)
+    return (f" (races: {ratios}; spread {spread:.3f}; INT8 ships only below {SPEED_MARGIN:.2f}x in each of "
+            f"{SHIP_RACES} races, else FP32)")
 
 
 def _forced(search: _Search, ranked: Sequence[VariantRecord], settings: SearchSettings,

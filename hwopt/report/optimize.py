@@ -210,6 +210,7 @@ class OptimizeReport:
     builds: list[BuildReport]
     gates: list[GateResult] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)  # what the run did that a reader must know
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -224,6 +225,7 @@ class OptimizeReport:
             "builds": [b.to_dict() for b in self.builds],
             "gates": [g.to_dict() for g in self.gates],
             "warnings": list(self.warnings),
+            "notes": list(self.notes),
         }
 
     @property
@@ -241,6 +243,7 @@ class OptimizeReport:
         doc = Document(heading=f"hwopt optimize {self.model.path}")
         doc.facts.append(("inputs", "; ".join(_describe_input(s) for s in self.inputs)))
         doc.facts.append(("feeds", self.feeds_source))
+        doc.facts += [("note", note) for note in self.notes]
         if self.uses_generated_data:
             doc.facts.append(("generated feeds", "; ".join(f"{s.name}: {s.feed.describe()}" for s in self.inputs)))
         doc.facts.append(

@@ -11,11 +11,13 @@ from hwopt.targets.base import Availability, Target
 
 TRANSFORMER_FUSED = "transformer-fused graph"
 
-# Clean-up first (so fusions see plain graphs), then the fusions, then clean-up again for what
-# the fusions left. fold_constants runs twice: removing no-ops and shape chains exposes more
-# constant subgraphs (in If bodies especially: silero VAD 180 -> 116 nodes). The GPU targets
-# run the same graph passes.
+# Weights first (initializers listed as inputs become constants), clean-up (so fusions see
+# plain graphs), then the fusions, then clean-up again for what the fusions left.
+# fold_constants runs twice: removing no-ops and shape chains exposes more constant subgraphs
+# (in If bodies especially: silero VAD 180 -> 116 nodes). The GPU targets run the same graph
+# passes.
 CPU_PASSES = (
+    "drop_initializer_inputs",
     "upgrade_opset",
     "simplify",
     "fold_constants",
@@ -29,9 +31,15 @@ CPU_PASSES = (
     # BatchNorm next to it (PP-OCRv4 det).
     "fold_scale_shift",
     "fold_batchnorm",
+    # And after it: a BatchNorm between a Conv and a scale layer (Caffe2's SpatialBN followed
+    # by Mul and Add, as in light_inception_v2) hides the scale until it is folded.
+    "fold_scale_shift",
     "matmul_add_to_gemm",
     "fuse_activations",
     "fuse_layernorm",
+    # Folds write new weights (and copy shared ones to fold them): equal ones become one
+    # again, so that the layers reading them can be merged.
+    "deduplicate_constants",
     "eliminate_common_subexpressions",
     "remove_noops",
     "eliminate_dead_code",
