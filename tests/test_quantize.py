@@ -195,13 +195,15 @@ def test_int8_ships_only_when_every_race_beats_fp32() -> None:
     from hwopt.quant.search import SHIP_RACES, SearchSettings, VariantRecord, _Search
     from hwopt.quant.variants import QuantConfig
 
-    def decide(races: list[float | None]) -> tuple[bool, float | None, int]:
+    def decide(races: list[float | None], twins: list[float] | None = None) -> tuple[bool, float | None, int]:
+        """Race i gives INT8 ratio races[i], and the second FP32 session twins[i] (1: no noise)."""
         record = VariantRecord("int8", QuantConfig())
-        script = iter(races)
+        script, twin_script = iter(races), iter(twins or [1.0] * len(races))
 
-        def time(records, seconds):
+        def time(records, seconds, twin=False):
             record.latency_ratio = next(script)
             ran.append(seconds)
+            return next(twin_script) if twin else None
 
         ran: list[float] = []
         search = SimpleNamespace(time=time, settings=SearchSettings())
@@ -213,6 +215,10 @@ def test_int8_ships_only_when_every_race_beats_fp32() -> None:
     assert decide([0.80, 0.99]) == (False, 0.99, 2)
     assert decide([0.99, 0.50]) == (False, 0.99, 1)
     assert decide([0.80, None]) == (False, None, 2)
+    # A race in which two sessions of the FP32 model measured 6% apart cannot tell 0.90x from
+    # FP32: INT8 must beat 1 - 2 x 0.06 = 0.88x there. FP32 ships on the tie.
+    assert decide([0.90, 0.90], twins=[1.06, 1.0]) == (False, 0.90, 1)
+    assert decide([0.85, 0.86], twins=[0.94, 1.01]) == (True, 0.86, 2)
 
 
 def test_without_real_data_static_int8_is_timed_but_never_a_candidate(tmp_path: Path) -> None:
@@ -268,3 +274,22 @@ def test_calib_generated_is_an_option_not_a_folder(tmp_path: Path, monkeypatch) 
     (tmp_path / "generated").mkdir()
     options = PrecisionOptions(calib_path=Path("generated"))
     assert options.calib_path == Path("generated") and not options.calib_generated
+
+
+def test_formats_within_the_noise_rank_in_a_fixed_order() -> None:
+    from hwopt.quant.search import VariantRecord as Record
+    from hwopt.quant.search import stable_ranking
+    from hwopt.quant.variants import QuantConfig
+
+    qdq, qop, dyn = QuantConfig(fmt="qdq"), QuantConfig(fmt="qoperator"), QuantConfig(fmt="dynamic")
+    preference = [qdq, qop, dyn]
+
+    def labels(ratios: dict) -> list[str]:
+        records = [Record(c.fmt, c, latency_ratio=r) for c, r in ratios.items()]
+        return [r.label for r in stable_ranking(records, preference)]
+
+    # 2% apart is a tie: the preferred format first, whichever measured faster this time.
+    assert labels({qop: 0.80, qdq: 0.816, dyn: 0.95}) == ["qdq", "qoperator", "dynamic"]
+    assert labels({qdq: 0.80, qop: 0.816, dyn: 0.95}) == ["qdq", "qoperator", "dynamic"]
+    # Clearly faster wins.
+    assert labels({qop: 0.70, qdq: 0.80, dyn: 0.95}) == ["qoperator", "qdq", "dynamic"]

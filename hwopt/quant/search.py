@@ -5,7 +5,8 @@ No single INT8 setting wins everywhere (the right format depends on the CPU's in
 sets and on the model, per layer), so every choice here is measured on this host, against
 the FP32 build, on the same feeds, with runs interleaved:
 
-1. **Formats.** Static INT8 (QDQ and QOperator, U8 and S8 activations, per-channel and
+1. **Formats.** (Variants within 3% of the fastest are tied and ranked in a fixed order,
+   so that runs on one host agree.) Static INT8 (QDQ and QOperator, U8 and S8 activations, per-channel and
    per-tensor weights, 7-bit weights on x86 CPUs without VNNI, all from one calibration) when
    the user gave calibration data, and dynamic INT8 (weights quantized offline, activation
    scales computed at run time, per-channel or not) of every float graph the build may ship
@@ -37,6 +38,7 @@ kept or dropped.
 from __future__ import annotations
 
 import dataclasses
+import filecmp
 import json
 import logging
 import shutil
@@ -59,6 +61,8 @@ log = logging.getLogger(__name__)
 
 # The label of the pipeline's own float graph among the graphs a search quantizes.
 PIPELINE_GRAPH = ""
+# The second FP32 session a ship race times, whose distance from the first is the race's noise.
+_TWIN = "fp32 (second session)"
 
 # A variant must beat FP32 by more than this, in each of SHIP_RACES races with fresh
 # sessions, to ship: below it, the difference is noise. With one race, the choice between
@@ -96,8 +100,10 @@ class VariantRecord:
     size_bytes: int | None = None
     status: str = "tried"
     reason: str = ""
-    # The ratio of each race against FP32 that decided whether it ships (beats_fp32).
+    # The ratio of each race against FP32 that decided whether it ships (beats_fp32), and each
+    # race's noise: how far a second FP32 session measured from the first.
     race_ratios: list[float] = dataclasses.field(default_factory=list)
+    race_noise: list[float] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -109,6 +115,7 @@ class VariantRecord:
             "status": self.status,
             "reason": self.reason,
             "race_ratios": list(self.race_ratios),
+            "race_noise": list(self.race_noise),
         }
 
 
@@ -262,8 +269,10 @@ class _Search:
             record.accuracy = compare(self.reference, outputs)
         return record.accuracy
 
-    def time(self, records: Sequence[VariantRecord], seconds: float) -> None:
-        """Latency ratios to FP32 for ``records``, all timed interleaved with FP32."""
+    def time(self, records: Sequence[VariantRecord], seconds: float, twin: bool = False) -> float | None:
+        """Latency ratios to FP32 for ``records``, all timed interleaved with FP32. With ``twin``,
+        a second session of the FP32 model runs too, and its ratio to the first is returned: how
+        far apart two copies of one model measure in this race (the race's noise)."""
         runnable = {}
         for record in records:
             if record.config not in self.paths:
@@ -276,23 +285,33 @@ class _Search:
         runners: dict[str, Callable[[], object]] = {"fp32": lambda: self.fp32_session.run(None, feeds)}
         for label, session in runnable.items():
             runners[label] = lambda s=session: s.run(None, feeds)
+        if twin:
+            copy = create_session(self.quantizers[self.fp32_graph].float_path, self.session_options, self.providers)
+            runners[_TWIN] = lambda: copy.run(None, feeds)
         stats = measure_latency(runners, BenchConfig(warmup_runs=2, min_runs=5, target_seconds=seconds))
         for record in records:
             if record.label in stats:
                 record.latency_ratio = stats[record.label].p50_ms / stats["fp32"].p50_ms
+        return stats[_TWIN].p50_ms / stats["fp32"].p50_ms if twin else None
 
     def beats_fp32(self, record: VariantRecord) -> bool:
-        """Whether ``record`` runs under SPEED_MARGIN x FP32 in every one of SHIP_RACES races; its
-        ratio becomes the slowest one measured (it stops at the first race it loses)."""
-        ratios = []
+        """Whether ``record`` beats FP32 in every one of SHIP_RACES races, each by more than
+        SPEED_MARGIN and by more than twice that race's noise (how far a second FP32 session
+        measured from the first); its ratio becomes the slowest one measured (it stops at the
+        first race it loses). On a tie FP32 ships: the stable choice."""
+        ratios, noises = [], []
         for _ in range(SHIP_RACES):
-            self.time([record], self.settings.bench_seconds)
+            twin = self.time([record], self.settings.bench_seconds, twin=True)
+            noise = abs(1.0 - twin) if twin is not None else 0.0
             ratios.append(record.latency_ratio)
-            if record.latency_ratio is None or record.latency_ratio >= SPEED_MARGIN:
+            noises.append(noise)
+            if record.latency_ratio is None or record.latency_ratio >= min(SPEED_MARGIN, 1.0 - 2 * noise):
                 break
         record.latency_ratio = None if None in ratios else max(ratios)
         record.race_ratios = [r for r in ratios if r is not None]
-        return record.latency_ratio is not None and record.latency_ratio < SPEED_MARGIN
+        record.race_noise = noises
+        bar = min(SPEED_MARGIN, 1.0 - 2 * max(noises))
+        return record.latency_ratio is not None and record.latency_ratio < bar
 
     def within(self, record: VariantRecord) -> bool:
         accuracy = self.accuracy(record)
@@ -327,7 +346,7 @@ class _Search:
             alive = survivors
             seconds *= 2
         self.time(alive, seconds)
-        return sorted(alive, key=_ratio)
+        return stable_ranking(alive, configs)
 
     def accurate_base(self, ranked: list[VariantRecord]) -> VariantRecord | None:
         """The fastest variant within budget, repaired step by step when none is."""
@@ -393,6 +412,11 @@ class _Search:
             candidate.label += f" ({group} in float)"
             if candidate.status == "failed":
                 continue
+            if filecmp.cmp(self.paths[candidate.config], self.paths[base.config], shallow=False):
+                # Dynamic INT8 leaves Add/Mul in float anyway: racing the same model against
+                # itself can only pick noise (it once shipped transformer_tiny 11% off FP32).
+                candidate.status, candidate.reason = "not kept", f"the same model: the quantizer leaves {group} alone"
+                continue
             faster = self.faster_in_float(base, candidate)
             if faster and self.within(candidate):
                 base.status, base.reason = "superseded", f"keeping {group} in float was faster"
@@ -414,6 +438,19 @@ class _Search:
             if candidate.latency_ratio >= GROUP_GAIN * base.latency_ratio:
                 return False
         return True
+
+
+def stable_ranking(records: Sequence[VariantRecord], preference: Sequence[QuantConfig]) -> list[VariantRecord]:
+    """Fastest first, except that variants within HALVING_TIES of the fastest count as tied and
+    go in the fixed order of ``preference`` (the candidate list): which of two formats a few
+    percent apart measures faster changes from run to run, and the build should not."""
+    ranked = sorted(records, key=_ratio)
+    if not ranked or ranked[0].latency_ratio is None:
+        return ranked
+    cut = ranked[0].latency_ratio * HALVING_TIES
+    order = {config: index for index, config in enumerate(preference)}
+    tied = sorted((r for r in ranked if _ratio(r) <= cut), key=lambda r: order.get(r.config, len(order)))
+    return tied + [r for r in ranked if _ratio(r) > cut]
 
 
 def quantizes_anything(graph: onnx.GraphProto) -> bool:
@@ -555,9 +592,9 @@ def _decided_by(record: VariantRecord) -> str:
     if not record.race_ratios:
         return ""
     ratios = ", ".join(f"{r:.3f}x" for r in record.race_ratios)
-    spread = max(record.race_ratios) - min(record.race_ratios)
-    return (f" (races: {ratios}; spread {spread:.3f}; INT8 ships only below {SPEED_MARGIN:.2f}x in each of "
-            f"{SHIP_RACES} races, else FP32)")
+    noise = ", ".join(f"{n:.3f}" for n in record.race_noise) or "-"
+    return (f" (races: {ratios}; noise, FP32 against a second FP32 session: {noise}; INT8 ships only below "
+            f"{SPEED_MARGIN:.2f}x and 1 - 2 x noise in each of {SHIP_RACES} races, else FP32)")
 
 
 def _forced(search: _Search, ranked: Sequence[VariantRecord], settings: SearchSettings,
