@@ -295,23 +295,23 @@ class _Search:
         return stats[_TWIN].p50_ms / stats["fp32"].p50_ms if twin else None
 
     def beats_fp32(self, record: VariantRecord) -> bool:
-        """Whether ``record`` beats FP32 in every one of SHIP_RACES races, each by more than
-        SPEED_MARGIN and by more than twice that race's noise (how far a second FP32 session
-        measured from the first); its ratio becomes the slowest one measured (it stops at the
-        first race it loses). On a tie FP32 ships: the stable choice."""
+        """Whether ``record`` runs under SPEED_MARGIN x FP32 in every one of SHIP_RACES races; its
+        ratio becomes the slowest one measured (it stops at the first race it loses). Each race
+        also times a second FP32 session: how far it lands from the first is that race's noise,
+        which the report gives beside the margin. (Using it as the bar, 1 - 2 x noise, made
+        mobilenetv2_tiny flip between INT8 and FP32 across runs: one pair's distance is itself
+        too noisy to decide by.)"""
         ratios, noises = [], []
         for _ in range(SHIP_RACES):
             twin = self.time([record], self.settings.bench_seconds, twin=True)
-            noise = abs(1.0 - twin) if twin is not None else 0.0
             ratios.append(record.latency_ratio)
-            noises.append(noise)
-            if record.latency_ratio is None or record.latency_ratio >= min(SPEED_MARGIN, 1.0 - 2 * noise):
+            noises.append(abs(1.0 - twin) if twin is not None else 0.0)
+            if record.latency_ratio is None or record.latency_ratio >= SPEED_MARGIN:
                 break
         record.latency_ratio = None if None in ratios else max(ratios)
         record.race_ratios = [r for r in ratios if r is not None]
         record.race_noise = noises
-        bar = min(SPEED_MARGIN, 1.0 - 2 * max(noises))
-        return record.latency_ratio is not None and record.latency_ratio < bar
+        return record.latency_ratio is not None and record.latency_ratio < SPEED_MARGIN
 
     def within(self, record: VariantRecord) -> bool:
         accuracy = self.accuracy(record)
@@ -593,8 +593,8 @@ def _decided_by(record: VariantRecord) -> str:
         return ""
     ratios = ", ".join(f"{r:.3f}x" for r in record.race_ratios)
     noise = ", ".join(f"{n:.3f}" for n in record.race_noise) or "-"
-    return (f" (races: {ratios}; noise, FP32 against a second FP32 session: {noise}; INT8 ships only below "
-            f"{SPEED_MARGIN:.2f}x and 1 - 2 x noise in each of {SHIP_RACES} races, else FP32)")
+    return (f" (races: {ratios}; noise, a second FP32 session against the first: {noise}; INT8 ships only "
+            f"below {SPEED_MARGIN:.2f}x in each of {SHIP_RACES} races, else FP32)")
 
 
 def _forced(search: _Search, ranked: Sequence[VariantRecord], settings: SearchSettings,
