@@ -190,7 +190,7 @@ def test_a_model_the_quantizer_cannot_touch_is_never_called_int8(tmp_path: Path)
     assert {v["status"] for v in precision["variants"]} == {"failed"}
 
 
-def test_int8_ships_only_when_every_race_beats_fp32() -> None:
+def test_int8_ships_only_when_most_races_beat_fp32() -> None:
     from types import SimpleNamespace
 
     from hwopt.quant.search import SHIP_RACES, SearchSettings, VariantRecord, _Search
@@ -209,22 +209,24 @@ def test_int8_ships_only_when_every_race_beats_fp32() -> None:
         search = SimpleNamespace(time=time, settings=SearchSettings())
         return _Search.beats_fp32(search, record), record.latency_ratio, len(ran)
 
-    assert SHIP_RACES == 2
-    # The reported ratio is the slowest race: the figure the decision rests on.
-    assert decide([0.80, 0.85]) == (True, 0.85, 2)
-    assert decide([0.80, 0.99]) == (False, 0.99, 2)
-    assert decide([0.99, 0.50]) == (False, 0.99, 1)
+    assert SHIP_RACES == 5
+    # A majority of up to five races decides; the reported ratio is their median.
+    assert decide([0.80, 0.85, 0.82]) == (True, 0.82, 3)
+    # One race that lands 10% off is an outlier, not a verdict (resnext_tiny flipped on one).
+    assert decide([0.85, 1.05, 0.86, 0.84]) == (True, 0.855, 4)
+    assert decide([0.99, 0.97, 1.01, 0.99]) == (False, 0.99, 4)
+    assert decide([0.99, 1.0, 1.02]) == (False, 1.0, 3)
     assert decide([0.80, None]) == (False, None, 2)
     # Each race's noise (the second FP32 session against the first) is recorded for the report.
     record = VariantRecord("int8", QuantConfig())
-    script = iter([(0.85, 1.03), (0.86, 0.99)])
+    script = iter([(0.85, 1.03), (0.86, 0.99), (0.84, 1.0)])
 
     def time(records, seconds, twin=False):
         record.latency_ratio, twin_ratio = next(script)
         return twin_ratio if twin else None
 
     assert _Search.beats_fp32(SimpleNamespace(time=time, settings=SearchSettings()), record)
-    assert record.race_ratios == [0.85, 0.86] and record.race_noise == pytest.approx([0.03, 0.01])
+    assert record.race_ratios == [0.85, 0.86, 0.84] and record.race_noise == pytest.approx([0.03, 0.01, 0.0])
 
 
 def test_without_real_data_static_int8_is_timed_but_never_a_candidate(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
 from hwopt.bench import BenchConfig, bench_session_options, measure_latency
@@ -64,11 +65,12 @@ PIPELINE_GRAPH = ""
 # The second FP32 session a ship race times, whose distance from the first is the race's noise.
 _TWIN = "fp32 (second session)"
 
-# A variant must beat FP32 by more than this, in each of SHIP_RACES races with fresh
-# sessions, to ship: below it, the difference is noise. With one race, the choice between
-# INT8 and FP32 flipped from run to run on mobilenetv2_tiny and resnext_tiny.
+# A variant must beat FP32 by more than this, in a majority of up to SHIP_RACES races with
+# fresh sessions, to ship: below it, the difference is noise. With one race, and with "both of
+# two races", the choice between INT8 and FP32 flipped from run to run on mobilenetv2_tiny and
+# resnext_tiny.
 SPEED_MARGIN = 0.98
-SHIP_RACES = 2
+SHIP_RACES = 5
 # Keeping a layer group in float must gain at least this much, in each of GROUP_RACES races
 # with fresh sessions, to be kept: one race's few percent are within what one session of a
 # model differs from another, and every group in float costs weight size. With one race,
@@ -295,23 +297,31 @@ class _Search:
         return stats[_TWIN].p50_ms / stats["fp32"].p50_ms if twin else None
 
     def beats_fp32(self, record: VariantRecord) -> bool:
-        """Whether ``record`` runs under SPEED_MARGIN x FP32 in every one of SHIP_RACES races; its
-        ratio becomes the slowest one measured (it stops at the first race it loses). Each race
-        also times a second FP32 session: how far it lands from the first is that race's noise,
-        which the report gives beside the margin. (Using it as the bar, 1 - 2 x noise, made
-        mobilenetv2_tiny flip between INT8 and FP32 across runs: one pair's distance is itself
-        too noisy to decide by.)"""
+        """Whether ``record`` runs under SPEED_MARGIN x FP32 in a majority of up to SHIP_RACES
+        races (it stops once either side has the majority); its ratio becomes the median of the
+        races run. Each race also times a second FP32 session: how far it lands from the first
+        is that race's noise, which the report gives beside the margin.
+
+        A majority, not every race: on these hosts one race in several lands 10% off, and with
+        "every race of two" resnext_tiny shipped INT8, INT8, FP32 in three runs. (Using the
+        noise as the bar, 1 - 2 x noise, made mobilenetv2_tiny flip too: one pair's distance is
+        itself too noisy to decide by.)"""
         ratios, noises = [], []
+        majority = SHIP_RACES // 2 + 1
         for _ in range(SHIP_RACES):
             twin = self.time([record], self.settings.bench_seconds, twin=True)
+            if record.latency_ratio is None:
+                ratios = [None]
+                break
             ratios.append(record.latency_ratio)
             noises.append(abs(1.0 - twin) if twin is not None else 0.0)
-            if record.latency_ratio is None or record.latency_ratio >= SPEED_MARGIN:
+            wins = sum(r < SPEED_MARGIN for r in ratios)
+            if wins >= majority or len(ratios) - wins >= majority:
                 break
-        record.latency_ratio = None if None in ratios else max(ratios)
+        record.latency_ratio = None if None in ratios else float(np.median(ratios))
         record.race_ratios = [r for r in ratios if r is not None]
         record.race_noise = noises
-        return record.latency_ratio is not None and record.latency_ratio < SPEED_MARGIN
+        return record.latency_ratio is not None and sum(r < SPEED_MARGIN for r in record.race_ratios) >= majority
 
     def within(self, record: VariantRecord) -> bool:
         accuracy = self.accuracy(record)
@@ -569,7 +579,7 @@ def _choose(search: _Search, calib: SampleSet, held: SampleSet, requested: str, 
     if not search.beats_fp32(base):
         ratio = f"{base.latency_ratio:.2f}x" if base.latency_ratio is not None else "an unmeasured"
         base.status = "slower"
-        base.reason = f"{ratio} FP32 latency: not faster than FP32 beyond noise in {SHIP_RACES} races"
+        base.reason = f"{ratio} FP32 latency (median): not faster than FP32 beyond noise in most races"
         report.reason = f"the best INT8 variant within budget runs at {ratio} FP32{_decided_by(base)}"
         return report, _forced(search, [base], settings, report)
     base.status = "chosen"
@@ -594,7 +604,7 @@ def _decided_by(record: VariantRecord) -> str:
     ratios = ", ".join(f"{r:.3f}x" for r in record.race_ratios)
     noise = ", ".join(f"{n:.3f}" for n in record.race_noise) or "-"
     return (f" (races: {ratios}; noise, a second FP32 session against the first: {noise}; INT8 ships only "
-            f"below {SPEED_MARGIN:.2f}x in each of {SHIP_RACES} races, else FP32)")
+            f"below {SPEED_MARGIN:.2f}x in a majority of up to {SHIP_RACES} races, else FP32)")
 
 
 def _forced(search: _Search, ranked: Sequence[VariantRecord], settings: SearchSettings,
