@@ -44,6 +44,8 @@ bench: install models $(BENCH_STAMP)
 	$(PY) bench/quantize.py
 	$(PY) bench/encoders.py
 	$(PY) bench/defaults.py
+	$(PY) bench/static_shapes.py
+	$(PY) bench/reproducibility.py
 
 # Thousands of mutated sample models through every command (tests/test_fuzz.py), new ones each
 # run, then the whole hostile-model corpus including its minutes-long cases. Counts go to

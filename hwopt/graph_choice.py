@@ -10,8 +10,9 @@ model:
 1. the variant's passes and then the target's whole pipeline run on the loaded model, every
    pass verified (checker, outputs against the previous step's within the pass's tolerance);
 2. the variant races the pipeline's graph, interleaved, fresh sessions each race; it is kept
-   only when it is faster by more than the noise margin in every race (the rule INT8 ships by:
-   on a tie the graph with fewer rewrites wins, so repeated runs ship the same build);
+   only when it is faster by more than the noise margin in a majority of up to five races (the
+   rule INT8 ships by: on a tie the graph with fewer rewrites wins, so repeated runs ship the
+   same build);
 3. the precision stage then quantizes every graph, so an INT8 form of the other graph can
    still win there (hwopt.quant.search).
 
@@ -32,9 +33,10 @@ from hwopt.errors import one_line
 from hwopt.passes.pipeline import APPLIED, PipelineResult
 from hwopt.session import ORT_ERRORS, Providers, create_session
 
-# A variant must beat the pipeline's graph by more than this in each of RACES races.
+# A variant must beat the pipeline's graph by more than this in a majority of up to RACES
+# races (the rule INT8 ships by): one race in several lands 10% off on these hosts.
 SPEED_MARGIN = 0.98
-RACES = 2
+RACES = 5
 
 
 @dataclasses.dataclass
@@ -96,29 +98,33 @@ def choose_graph(
         except ORT_ERRORS as exc:
             variant.reason = f"onnxruntime: {one_line(exc)}"
             continue
-        worst = max(variant.ratios)
-        if worst < SPEED_MARGIN:
+        if _wins(variant.ratios) > len(variant.ratios) // 2:
             variant.kept = True
-            variant.reason = f"faster in {len(variant.ratios)} races: {_ratios(variant.ratios)} the pipeline's latency"
+            variant.reason = f"faster in most races: {_ratios(variant.ratios)} the pipeline's latency"
         else:
             variant.reason = (f"not faster than the pipeline's graph beyond noise ({_ratios(variant.ratios)}; "
-                              f"needs < {SPEED_MARGIN:.2f}x in {RACES} races)")
+                              f"needs < {SPEED_MARGIN:.2f}x in a majority of up to {RACES} races)")
     kept = [v for v in choice.variants if v.kept]
-    for loser in sorted(kept, key=lambda v: max(v.ratios))[1:]:
+    for loser in sorted(kept, key=lambda v: float(np.median(v.ratios)))[1:]:
         loser.kept, loser.reason = False, loser.reason + "; another variant was faster"
     return choice
 
 
+def _wins(ratios: Sequence[float]) -> int:
+    return sum(r < SPEED_MARGIN for r in ratios)
+
+
 def _races(base: onnx.ModelProto, variant: onnx.ModelProto, feeds, options, providers, seconds: float) -> list[float]:
-    """p50(variant) / p50(base) per race, fresh sessions each race; stops at the first race
-    the variant loses."""
-    ratios = []
+    """p50(variant) / p50(base) per race, fresh sessions each race; stops once the variant has
+    won or lost a majority of RACES."""
+    ratios: list[float] = []
+    majority = RACES // 2 + 1
     for _ in range(RACES):
         sessions = {"base": create_session(base, options, providers), "variant": create_session(variant, options, providers)}
         stats = measure_latency({name: (lambda s=s: s.run(None, feeds)) for name, s in sessions.items()},
                                 BenchConfig(warmup_runs=2, min_runs=5, target_seconds=seconds))
         ratios.append(stats["variant"].p50_ms / stats["base"].p50_ms)
-        if ratios[-1] >= SPEED_MARGIN:
+        if _wins(ratios) >= majority or len(ratios) - _wins(ratios) >= majority:
             break
     return ratios
 

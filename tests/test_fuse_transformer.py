@@ -80,7 +80,7 @@ def test_a_graph_without_transformer_blocks_is_unchanged(tmp_path: Path) -> None
     assert "no transformer pattern matched" in result.records[0].notes[0]
 
 
-def test_the_fused_graph_is_kept_only_when_every_race_finds_it_faster(monkeypatch) -> None:
+def test_the_fused_graph_is_kept_only_when_most_races_find_it_faster(monkeypatch) -> None:
     import hwopt.graph_choice as graph_choice
     from hwopt.passes.pipeline import PassRecord
 
@@ -91,11 +91,13 @@ def test_the_fused_graph_is_kept_only_when_every_race_finds_it_faster(monkeypatc
         monkeypatch.setattr(graph_choice, "_races", lambda *a, **k: races)
         return choose_graph(onnx.ModelProto(), {"fused": applied}, {}, {}, (), 0.1).variants[0]
 
-    assert decide([0.62, 0.64]).kept
-    # Within the noise margin in any race: the pipeline's graph ships (the stable choice).
-    assert not decide([0.90, SPEED_MARGIN + 0.001]).kept
-    assert not decide([1.10]).kept
-    assert "not faster" in decide([1.10]).reason
+    assert decide([0.62, 0.64, 0.63]).kept
+    # One outlier race does not decide; a majority of up to five does.
+    assert decide([0.90, 1.08, 0.91, 0.92]).kept
+    # Within the noise margin in most races: the pipeline's graph ships (the stable choice).
+    assert not decide([0.90, SPEED_MARGIN + 0.001, 1.0, 0.99]).kept
+    assert not decide([1.10, 1.05, 1.2]).kept
+    assert "not faster" in decide([1.10, 1.05, 1.2]).reason
     monkeypatch.setattr(graph_choice, "_races", lambda *a, **k: pytest.fail("an unchanged variant is never raced"))
     choice = choose_graph(onnx.ModelProto(), {"fused": unchanged}, {}, {}, (), 0.1)
     assert not choice.variants[0].kept and choice.chosen is None
