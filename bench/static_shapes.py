@@ -76,7 +76,9 @@ def build_variants(path: Path, feeds: dict, workdir: Path) -> dict[str, onnx.Mod
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                variants[name] = run()
+                model = run()
+                create_session(model)  # a peer's model that onnxruntime refuses is a failed peer
+                variants[name] = model
             except Exception as exc:  # noqa: BLE001 - a peer that fails is a row entry, not the end of the run
                 print(f"  {name} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", flush=True)
     optimize(path, OptimizeOptions(targets=["cpu"], output_dir=workdir / "hwopt", benchmark=False,

@@ -33,7 +33,7 @@ import onnx
 
 from hwopt.bench import BenchConfig, bench_session_options, measure_latency
 from hwopt.config import Config
-from hwopt.errors import GateFailed, ModelLoadError, PassError, TargetUnavailable, UsageError
+from hwopt.errors import GateFailed, ModelLoadError, PassError, TargetUnavailable, UsageError, one_line
 from hwopt.gates import Gates, evaluate
 from hwopt.graph_choice import GraphChoice, applies, choose_graph
 from hwopt.hostinfo import host_info
@@ -78,7 +78,7 @@ from hwopt.report.optimize import (
     Partition,
 )
 from hwopt.report.render import render_markdown
-from hwopt.session import ORT_ERRORS, create_session
+from hwopt.session import ORT_ERRORS, create_session, default_session_options, run_session
 from hwopt.targets import BuildContext, Target, get_target
 from hwopt.verify import VerificationFailed, compare_outputs, merge_diffs, rounding_noise, run_model
 
@@ -268,7 +268,7 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> 
         )
     if batch_note:
         report.warnings.append(batch_note)
-    if options.static_shapes:
+    if run.source is not None:
         report.notes.append("--static-shapes: the build's inputs are fixed to "
                             + ", ".join(f"{s.name}={'x'.join(map(str, s.shape)) or 'scalar'}" for s in run.specs)
                             + "; it runs at exactly those shapes and was checked at them only")
@@ -337,8 +337,19 @@ def prepare_checks(loaded: LoadedModel, options: OptimizeOptions) -> tuple[Check
             check_feeds.append(batch2)
         except VerificationFailed as exc:
             batch_note = f"passes were checked at one batch size only: the original does not run at batch 2 ({exc})"
+    source = None
+    if options.static_shapes:
+        source = bake_shapes(loaded.proto, specs)
+        try:  # with onnxruntime's graph optimizations on, as a build is deployed
+            run_session(create_session(source, default_session_options(level="all")), feeds)
+        except ORT_ERRORS as exc:
+            # silero VAD: onnxruntime infers the types of an If branch the fixed sample rate never
+            # takes, and its LSTM there refuses the baked input rank.
+            source = None
+            batch_note = (f"--static-shapes not applied: onnxruntime refuses the model with these shapes baked in "
+                          f"({one_line(exc)}); the build keeps the model's own input shapes")
     run = Checks(loaded, specs, check_feeds, references, rounding_noise(loaded.proto, check_feeds), options,
-                 source=bake_shapes(loaded.proto, specs) if options.static_shapes else None)
+                 source=source)
     return run, feeds_source, batch_note
 
 
