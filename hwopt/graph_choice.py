@@ -90,8 +90,10 @@ def choose_graph(
     for variant in choice.variants:
         if not applies(variant.result):
             first = variant.result.records[0] if variant.result.records else None
-            variant.reason = f"{first.name}: {first.status}" + (f" ({first.reason})" if first and first.reason else "") \
-                if first else "no pass"
+            if first is None:
+                variant.reason = "no pass"
+            else:
+                variant.reason = f"{first.name}: {first.status}" + (f" ({first.reason})" if first.reason else "")
             continue
         try:
             variant.ratios = _races(base, variant.result.model, feeds, options, providers, seconds)

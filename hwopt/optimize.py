@@ -41,7 +41,6 @@ from hwopt.memory.analysis import analyze_memory
 from hwopt.memory.probe import measure_session_memory
 from hwopt.model.inputs import (
     InputSpec,
-    bake_shapes,
     generate_feeds,
     load_feeds,
     resolve_input_specs,
@@ -50,6 +49,7 @@ from hwopt.model.inputs import (
     specs_from_feeds,
 )
 from hwopt.model.load import LoadedModel, load_model
+from hwopt.model.shapes import with_concrete_inputs
 from hwopt.model.stats import model_stats
 from hwopt.output import (
     MANIFEST,
@@ -339,7 +339,7 @@ def prepare_checks(loaded: LoadedModel, options: OptimizeOptions) -> tuple[Check
             batch_note = f"passes were checked at one batch size only: the original does not run at batch 2 ({exc})"
     source = None
     if options.static_shapes:
-        source = bake_shapes(loaded.proto, specs)
+        source = with_concrete_inputs(loaded.proto, specs)
         try:  # with onnxruntime's graph optimizations on, as a build is deployed
             run_session(create_session(source, default_session_options(level="all")), feeds)
         except ORT_ERRORS as exc:
@@ -493,7 +493,7 @@ def _precision_warnings(report) -> list[str]:
     """What a reader must know about the data an INT8 decision rests on."""
     if report is None or not report.generated_data:
         return []
-    if not report.static_note:  # static INT8 competed on generated data: --calib generated
+    if report.static_candidates:  # static INT8 competed on generated data: --calib generated
         return ["static INT8 was calibrated and judged on GENERATED inputs (--calib generated): its activation "
                 "scales and accuracy figures say nothing about real data; pass --calib with samples of real inputs"]
     if report.chosen == "int8":

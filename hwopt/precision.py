@@ -71,9 +71,8 @@ class PrecisionOptions:
             options.mode = config.precision
         if config.max_accuracy_drop is not None:
             options.budget = AccuracyBudget.parse(config.max_accuracy_drop)
-        if config.calib_path is not None:
-            options.calib_path = config.calib_path
-            options.__post_init__()
+        if config.calib_path is not None:  # through the constructor: "generated" is the opt-in
+            options = dataclasses.replace(options, calib_path=config.calib_path)
         if config.calib_samples is not None:
             options.calib_samples = config.calib_samples
         if config.calib_method is not None:

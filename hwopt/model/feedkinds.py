@@ -161,11 +161,13 @@ class _Uses:
                 if value:
                     self.consumers[value].append((node, slot))
         self.shapes: dict[str, tuple[int | None, ...]] = {}
+        self.constants: dict[str, np.ndarray] = {}
         for init in graph.initializer:
             self.shapes[init.name] = tuple(init.dims)
+            if _small(init):
+                self.constants[init.name] = numpy_helper.to_array(init)
         self.fixed = {init.name for init in graph.initializer}
         self.fixed |= {node.output[0] for node in graph.node if node.op_type == "Constant" and node.output}
-        self.constants: dict[str, np.ndarray] = {}
         for node in graph.node:
             if node.op_type == "Constant" and node.output:
                 value = next((a.t for a in node.attribute if a.name == "value"), None)
@@ -173,9 +175,6 @@ class _Uses:
                     self.shapes[node.output[0]] = tuple(value.dims)
                     if _small(value):
                         self.constants[node.output[0]] = numpy_helper.to_array(value)
-        for init in graph.initializer:
-            if _small(init):
-                self.constants[init.name] = numpy_helper.to_array(init)
         for vi in (*graph.value_info, *graph.input):
             if vi.name not in self.shapes and vi.type.tensor_type.HasField("shape"):
                 self.shapes[vi.name] = tuple(
@@ -200,7 +199,7 @@ class _Uses:
             label = f"{node.op_type} {node.name or '(unnamed)'}"
             if slot in _MASK_SLOTS.get(node.op_type, ()):
                 return f"the mask input of {label}"
-            if node.op_type == "Where" and slot == 0 or node.op_type == "Not":
+            if (node.op_type == "Where" and slot == 0) or node.op_type == "Not":
                 return f"the condition of {label}"
             if node.op_type == "Sub" and slot == 1 and self._is_one(node.input[0]):
                 return f"1 - x in {label}"

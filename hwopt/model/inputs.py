@@ -276,11 +276,6 @@ def generate_feeds(specs: Sequence[InputSpec], seed: int = 0) -> dict[str, np.nd
     return feeds
 
 
-def describe_generated(specs: Sequence[InputSpec]) -> list[str]:
-    """One line per input: how its generated feeds are made."""
-    return [f"{spec.name}: {spec.feed.describe()}" for spec in specs]
-
-
 def load_feeds(path: str | Path, specs: Sequence[InputSpec]) -> dict[str, np.ndarray]:
     """Feeds from an ``.npz`` (one array per input name) or ``.npy`` (a single-input model)."""
     path = Path(path)
@@ -334,25 +329,6 @@ def second_batch(specs: Sequence[InputSpec], feeds: Mapping[str, np.ndarray]) ->
         second = np.roll(first, 1, axis=-1) if np.issubdtype(first.dtype, np.floating) else first
         out[spec.name] = np.concatenate([first, second], axis=0)
     return out
-
-
-def bake_shapes(model: onnx.ModelProto, specs: Sequence[InputSpec]) -> onnx.ModelProto:
-    """A copy of ``model`` whose graph inputs declare exactly the specs' concrete shapes
-    (``--static-shapes``). Output and intermediate shapes are left for the passes to infer:
-    a symbolic dim there is compatible with any value, and constant folding then resolves the
-    shape arithmetic the symbolic inputs needed."""
-    baked = onnx.ModelProto()
-    baked.CopyFrom(model)
-    by_name = {spec.name: spec for spec in specs}
-    for vi in baked.graph.input:
-        spec = by_name.get(vi.name)
-        if spec is None:
-            continue
-        shape = vi.type.tensor_type.shape
-        shape.ClearField("dim")
-        for size in spec.shape:
-            shape.dim.add().dim_value = size
-    return baked
 
 
 def save_npz(path: Path, feeds: Mapping[str, np.ndarray]) -> Path:

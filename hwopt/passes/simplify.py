@@ -21,6 +21,7 @@ import onnx_ir as ir
 import onnxsim
 
 from hwopt.guard import phase
+from hwopt.model.inputs import graph_inputs
 from hwopt.passes.base import Pass, PassContext, PassResult
 from hwopt.passes.registry import register
 
@@ -37,7 +38,7 @@ class Simplify(Pass):
         with phase("onnxsim", "simplify"):
             simplified, _ = onnxsim.simplify(
                 proto, check_n=0, perform_optimization=bool(ctx.options.get("optimize", True)),
-                mutable_initializer=_has_initializer_inputs(proto.graph),
+                mutable_initializer=len(graph_inputs(proto.graph)) < len(proto.graph.input),
             )
         result = PassResult(model)
         if simplified.graph.SerializeToString() == proto.graph.SerializeToString():
@@ -49,7 +50,3 @@ class Simplify(Pass):
         )
         return result
 
-
-def _has_initializer_inputs(graph) -> bool:
-    initializers = {init.name for init in graph.initializer}
-    return any(vi.name in initializers for vi in graph.input)

@@ -25,6 +25,7 @@ def unshare_weights(graph: ir.Graph, folds_into: Callable[[ir.Node], bool]) -> i
     """For every layer whose output has one consumer and ``folds_into(consumer)``, replace each
     shared constant initializer it reads (weight, bias) by a private copy; returns the count."""
     copied = 0
+    taken = {*graph.initializers, *(v.name for node in graph for v in node.outputs)}
     for layer in list(graph):
         if layer.op_type not in LAYERS or layer.domain not in ("", "ai.onnx") or not layer.outputs:
             continue
@@ -35,8 +36,8 @@ def unshare_weights(graph: ir.Graph, folds_into: Callable[[ir.Node], bool]) -> i
             value = layer.inputs[slot]
             if value is None or value.const_value is None or not value.is_initializer() or len(value.uses()) < 2:
                 continue
-            taken = {*graph.initializers, *(v.name for node in graph for v in node.outputs)}
             name = fresh_name(taken, f"{value.name}_{layer.name or layer.op_type}")
+            taken.add(name)
             # A new tensor, not the shared one: onnx-ir serializes a tensor read from a proto by
             # renaming that proto, which would rename the caller's initializer too.
             private = ir.Value(name=name, shape=value.shape, type=value.type,

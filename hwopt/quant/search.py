@@ -136,6 +136,8 @@ class PrecisionReport:
     variants: list[VariantRecord] = dataclasses.field(default_factory=list)
     # Why static INT8 was not a candidate, with what it measured, and the flag that unlocks it.
     static_note: str = ""
+    # Whether static INT8 variants were candidates (real calibration data, or --calib generated).
+    static_candidates: bool = True
     # The float graph the shipped model came from (PIPELINE_GRAPH or a measured variant's label).
     graph: str = PIPELINE_GRAPH
 
@@ -159,6 +161,7 @@ class PrecisionReport:
             "isa": list(self.isa),
             "variants": [v.to_dict() for v in self.variants],
             "static_note": self.static_note,
+            "static_candidates": self.static_candidates,
             "graph": self.graph or "pipeline",
         }
 
@@ -564,7 +567,7 @@ def _choose(search: _Search, calib: SampleSet, held: SampleSet, requested: str, 
         requested=requested, chosen="fp32", chosen_label="FP32", reason="",
         budget=settings.budget, calibration_source=calib.source,
         calibration_samples=len(calib), held_out_samples=len(held),
-        generated_data=calib.generated, isa=host.isa, graph=search.fp32_graph,
+        generated_data=calib.generated, isa=host.isa, graph=search.fp32_graph, static_candidates=settings.static,
     )
     ranked = search.formats(host)
     base = search.accurate_base(ranked)
