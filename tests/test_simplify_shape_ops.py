@@ -16,7 +16,8 @@ IR_VERSION = {11: 6, 13: 7, 14: 7, 15: 8, 17: 8}
 CONSTANTS = """
     int64[1] a0 = {0}, int64[1] a1 = {1}, int64[1] am1 = {-1}, int64[2] a0_2 = {0, 2},
     int64 i0 = {0}, int64 i1 = {1}, int64[1] m1 = {-1}, int64[2] t2_12 = {2, 12},
-    int64[3] s0_2_12 = {0, 2, 12}, int64[2] s0_24 = {0, 24}, int64[3] s0_6_4 = {0, 6, 4}
+    int64[3] s0_2_12 = {0, 2, 12}, int64[2] s0_24 = {0, 24}, int64[3] s0_6_4 = {0, 6, 4},
+    int64[2] sm1_24 = {-1, 24}, int64[3] sm1_1_24 = {-1, 1, 24}
 """
 
 
@@ -62,6 +63,20 @@ def _cases(opset: int) -> dict[str, tuple[str, str, str, str, dict[str, int]]]:
         "unsqueeze_squeeze_partial": ("float[N, 4, 6]", "float[N, 1, 4, 6]", f"""
             a = {u(opset, "r", [0, 2], "a0_2")}
             n = {s(opset, "a", [0], "a0")}""", "ComposeUnsqueezeSqueeze", {"Unsqueeze": 1}),
+        # A Reshape with its unit dims added or dropped is one Reshape: the new dims go into
+        # (or come out of) its target; a Reshape reads only its input's size.
+        "reshape_unsqueeze": ("float[N, 4, 6]", "float[N, 24, 1]", f"""
+            a = Reshape(r, sm1_24)
+            n = {u(opset, "a", [-1], "am1")}""", "ReshapeUnsqueeze", {"Reshape": 1}),
+        "reshape_squeeze": ("float[N, 4, 6]", "float[N, 24]", f"""
+            a = Reshape(r, sm1_1_24)
+            n = {s(opset, "a", [1], "a1")}""", "ReshapeSqueeze", {"Reshape": 1}),
+        "unsqueeze_reshape": ("float[N, 4, 6]", "float[N, 24]", f"""
+            a = {u(opset, "r", [1], "a1")}
+            n = Reshape(a, sm1_24)""", "UnsqueezeReshape", {"Reshape": 1}),
+        "squeeze_reshape": ("float[N, 1, 4, 6]", "float[N, 24]", f"""
+            a = {s(opset, "r", [1], "a1")}
+            n = Reshape(a, sm1_24)""", "SqueezeReshape", {"Reshape": 1}),
         "torch_flatten": ("float[N, 4, 6]", "float[N, 24]", f"""
             shape = Shape(r)
             batch = Gather<axis = 0>(shape, i0)
@@ -455,3 +470,78 @@ def test_declines_int32_shape_slice_that_is_also_read_as_int32() -> None:
         "Cast 'widen' not removed: Add 'add' also reads the int32 value 't', so the int32 chain "
         "would stay"
     ]
+
+
+@pytest.mark.parametrize("opset", [11, 14])
+def test_reshape_then_unsqueeze_resolves_a_copied_dim(opset: int) -> None:
+    """A 0 in the target copies x's dim at its position; with the dim known it is written out,
+    since the inserted 1 would make the 0 copy another dim."""
+    unsqueeze = _unsqueeze(opset, "a", [0], "a0")
+    record, out = run_pass(SimplifyShapeOps(), make_model(f"""<ir_version: 7, opset_import: ["" : {opset}]>
+        g (float[3, 4, 6] x) => (float[1, 3, 24] y) <{CONSTANTS}> {{
+            r = Relu(x)
+            a = Reshape(r, s0_24)
+            y = {unsqueeze}
+        }}"""), {"x": (3, 4, 6)})
+    assert record.status == APPLIED, record.reason
+    assert dict(record.rewrites) == {"ReshapeUnsqueeze": 1}
+    (reshape,) = [n for n in out.graph.node if n.op_type == "Reshape"]
+    assert _initializer(out, reshape.input[1]) == [1, 3, 24]
+    assert record.max_rel == 0
+
+
+@pytest.mark.parametrize("opset", [11, 14])
+def test_declines_unit_dims_next_to_a_reshape_it_cannot_merge(opset: int) -> None:
+    """A 0 copying a symbolic dim, and a dropped dim not known to be 1, stay."""
+    u, s = _unsqueeze(opset, "a", [0], "a0"), _squeeze(opset, "b", [0], "a0")
+    reasons, _ = _unchanged(f"""<ir_version: 7, opset_import: ["" : {opset}]>
+        g (float[N, 4, 6] x) => (float[1, N, 24] y, float[24] z) <{CONSTANTS}> {{
+            r = Relu(x)
+            a = Reshape(r, s0_24)
+            y = {u}
+            b = Reshape(r, sm1_24)
+            z = {s}
+        }}""", {"x": (1, 4, 6)})
+    assert sorted(reasons) == [
+        "Squeeze 'z' not merged into Reshape 'b': dims [0] it drops are not known to be 1",
+        "Unsqueeze 'y' not merged: Reshape 'a' copies a dim of 'r' that is not known statically",
+    ]
+
+
+@pytest.mark.parametrize("opset", [11, 14])
+def test_declines_reshape_whose_zero_copies_a_moved_dim(opset: int) -> None:
+    u = _unsqueeze(opset, "r", [0], "a0")
+    reasons, _ = _unchanged(f"""<ir_version: 7, opset_import: ["" : {opset}]>
+        g (float[N, 4, 6] x) => (float[1, 24] y) <{CONSTANTS}> {{
+            r = Relu(x)
+            a = {u}
+            y = Reshape(a, s0_24)
+        }}""", {"x": (1, 4, 6)})
+    assert reasons == [
+        "Reshape 'y' not merged: a 0 in its target copies a dim of 'a', which Unsqueeze 'a' moved"
+    ]
+
+
+@pytest.mark.parametrize("target", ["shape", "constant"])
+@pytest.mark.parametrize("opset", [12, 17])
+def test_unwraps_classifier_head_softmax(target: str, opset: int) -> None:
+    """Softmax of a [N, C, 1, 1] head flattened at 1 (opset 12's default axis, converted): it
+    normalizes over C alone, so it is Softmax(x, axis=1). onnxsim writes the Reshape target
+    as a constant when the shape is static."""
+    x_type = "float[2, 5, 1, 1]" if target == "constant" else "float[N, 5, 1, 1]"
+    shape = "shape = Shape(r)" if target == "shape" else "shape = Constant<value = int64[4] {2, 5, 1, 1}>()"
+    record, out = run_pass(SimplifyShapeOps(), make_model(f"""<ir_version: 7, opset_import: ["" : {opset}]>
+        g ({x_type} x) => ({x_type} y) {{
+            r = Relu(x)
+            {shape}
+            flat = Flatten<axis = 1>(r)
+            rows = Softmax(flat)
+            n = Reshape(rows, shape)
+            y = Neg(n)
+        }}"""), {"x": (2, 5, 1, 1)})
+    assert record.status == APPLIED, record.reason
+    assert dict(record.rewrites) == {"UnwrapCoercedSoftmax": 1}
+    (softmax,) = [n for n in out.graph.node if n.op_type == "Softmax"]
+    assert [a.i for a in softmax.attribute if a.name == "axis"] == [1]
+    assert op_counts(out) == {"Relu": 1, "Softmax": 1, "Neg": 1}
+    assert record.max_rel < 1e-5

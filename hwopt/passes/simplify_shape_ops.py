@@ -27,7 +27,10 @@ original succeeds (a Squeeze of a dim that is not 1 fails; its rewrite may not):
   row per position of the other dims, the 2-D softmax normalizes each row, and the Reshape
   restores x's shape in the same row-major order: that is a softmax over the last axis, at
   every opset (before 13, axis=-1 coerces to the same rows). For any other k the softmax runs
-  over dims k..rank-1 together and the wrapper is needed; an unknown rank leaves k unknown.
+  over dims k..rank-1 together: when all of them but one, j, are statically 1 (a classifier
+  head [N, C, 1, 1] flattened at 1), that is ``Softmax(x, axis=j)`` at every opset; otherwise
+  the wrapper is needed. An unknown rank leaves k unknown. A constant target equal to x's
+  static shape (onnxsim folds ``Shape(x)`` into one) stands for ``Shape(x)``.
   The one difference is an empty x with dim 1 and another dim 0: a 0 in ``Shape(x)`` tells
   Reshape to copy the 2-D tensor's dim, so the wrapper returns an empty tensor of another
   shape than x's, where the rewrite returns x's. (The converter leaves Hardmax alone, wrapped
@@ -245,6 +248,113 @@ class ComposeUnitDims(RewriteRuleClassBase):
         return getattr(op, op_type)(x, value)
 
 
+
+def _reshape_target(node: ir.Node) -> list[int] | None:
+    """A Reshape's constant target, or None when it is computed at run time."""
+    value = constant(node.inputs[1])
+    return None if value is None else [int(v) for v in value.reshape(-1)]
+
+
+def _resolve_zeros(target: list[int], x: ir.Value) -> list[int] | None:
+    """A Reshape target with each 0 (copy x's dim there) written as that dim's static value;
+    None when one is not known."""
+    dims = list(x.shape) if x.shape is not None else []
+    resolved = []
+    for i, t in enumerate(target):
+        if t == 0:
+            if i >= len(dims) or not isinstance(dims[i], int):
+                return None
+            t = dims[i]
+        resolved.append(t)
+    return resolved
+
+
+class ReshapeThenUnitDims(RewriteRuleClassBase):
+    """``Squeeze|Unsqueeze(Reshape(x, s))`` -> ``Reshape(x, s')``: s with the inserted 1s added
+    or the dropped entries (1, or -1 that resolves to 1) taken out."""
+
+    def __init__(self, outer: str) -> None:
+        super().__init__(name=f"Reshape{outer}", remove_nodes=False)
+        self.outer = outer
+
+    def pattern(self, op, x, shape):
+        mid = op.Reshape(x, shape, _outputs=["mid"])
+        return getattr(op, self.outer)(mid, _allow_other_inputs=True, _outputs=["out"])
+
+    def check(self, context, x, shape, mid, out) -> MatchResult:
+        outer, inner = out.producer(), mid.producer()
+        target, axes = _reshape_target(inner), _axes(outer)
+        if target is None or axes is None:
+            return not_applicable()
+        result = _sole_use(outer, mid)
+        if not result:
+            return result
+        if inner.attributes.get_int("allowzero", 0) == 0:
+            # A 0 copies x's dim at its own position, which the new entries would shift: it
+            # becomes that dim's static value.
+            target = _resolve_zeros(target, x)
+            if target is None:
+                return _fail(f"{describe(outer)} not merged: {describe(inner)} copies a dim of "
+                             f"'{x.name}' that is not known statically")
+        merged = self._merge(target, axes, mid)
+        if isinstance(merged, str):
+            return _fail(f"{describe(outer)} not merged into {describe(inner)}: {merged}")
+        self._target = merged
+        self._allowzero = inner.attributes.get_int("allowzero", 0)
+        self._name = initializer_name(context, f"{out.name}/shape")
+        return MatchResult() if self._name is not None else _in_function(outer)
+
+    def _merge(self, target: list[int], axes: list[int], mid: ir.Value) -> list[int] | str:
+        if self.outer == "Unsqueeze":
+            rank = len(target) + len(axes)
+            inserted = {a + rank if a < 0 else a for a in axes}
+            if len(inserted) != len(axes) or not all(0 <= a < rank for a in inserted):
+                return f"its axes {axes} are not valid for rank {rank}"
+            rest = iter(target)
+            return [1 if p in inserted else next(rest) for p in range(rank)]
+        dims = list(mid.shape) if mid.shape is not None else [None] * len(target)
+        ones = [p for p, t in enumerate(target) if t == 1 or dims[p] == 1]
+        dropped = {a + len(target) if a < 0 else a for a in axes} if axes else set(ones)
+        if not axes and any(t <= 0 and not isinstance(dims[p], int) for p, t in enumerate(target)):
+            return "it has no axes and a dim of the Reshape's output is not known statically"
+        if not dropped <= set(ones):
+            return f"dims {sorted(dropped - set(ones))} it drops are not known to be 1"
+        return [t for p, t in enumerate(target) if p not in dropped]
+
+    def rewrite(self, op, x, shape, mid, out):
+        value = op.initializer(ir.tensor(np.array(self._target, np.int64)), name=self._name)
+        if self._allowzero:
+            return op.Reshape(x, value, allowzero=self._allowzero)
+        return op.Reshape(x, value)
+
+
+class UnitDimsThenReshape(RewriteRuleClassBase):
+    """``Reshape(Squeeze|Unsqueeze(x), s)`` -> ``Reshape(x, s)``: a Reshape reads only its input's
+    size, unless a 0 in s copies one of its dims."""
+
+    def __init__(self, inner: str) -> None:
+        super().__init__(name=f"{inner}Reshape", remove_nodes=False)
+        self.inner = inner
+
+    def pattern(self, op, x, shape):
+        mid = getattr(op, self.inner)(x, _allow_other_inputs=True, _outputs=["mid"])
+        return op.Reshape(mid, shape, _outputs=["out"])
+
+    def check(self, context, x, shape, mid, out) -> MatchResult:
+        outer = out.producer()
+        target = _reshape_target(outer)
+        if target is None:
+            return not_applicable()
+        if outer.attributes.get_int("allowzero", 0) == 0 and 0 in target:
+            return _fail(f"{describe(outer)} not merged: a 0 in its target copies a dim of "
+                         f"'{mid.name}', which {describe(mid.producer())} moved")
+        return _sole_use(outer, mid)
+
+    def rewrite(self, op, x, shape, mid, out):
+        allowzero = out.producer().attributes.get_int("allowzero", 0)
+        return op.Reshape(x, shape, allowzero=allowzero) if allowzero else op.Reshape(x, shape)
+
+
 def _shape_piece(value: ir.Value, x: ir.Value, rank: int) -> list[int | tuple[str, int]] | str:
     """A 1-D (or scalar) int64 value as its entries: ints for constants, ("dim", k) for dim k of
     x. A string says why it is neither."""
@@ -399,9 +509,29 @@ def _producer(value: ir.Value | None, op_types: tuple[str, ...]) -> ir.Node | No
     return node
 
 
+def _is_own_shape(shape: ir.Value, x: ir.Value) -> bool:
+    """Whether ``shape`` is x's whole shape: ``Shape(x)``, or a constant equal to x's dims when
+    they are all known statically."""
+    shape_node = _producer(shape, ("Shape",))
+    if shape_node is not None:
+        if shape_node.inputs[0] is not x:
+            return False
+        if x.shape is None:  # the rank check that follows says why it cannot go further
+            return "start" not in shape_node.attributes and "end" not in shape_node.attributes
+        rank = len(x.shape)
+        start = shape_node.attributes.get_int("start", 0)
+        end = shape_node.attributes.get_int("end", rank)
+        return range(rank)[start:end] == range(rank)
+    value = constant(shape)
+    if value is None or x.shape is None or not all(isinstance(d, int) for d in x.shape):
+        return False
+    return [int(v) for v in value.reshape(-1)] == list(x.shape)
+
+
 class UnwrapCoercedSoftmax(RewriteRuleClassBase):
-    """``Reshape(Softmax(Flatten(x, axis=rank - 1)), Shape(x))`` -> ``Softmax(x, axis=-1)``; the
-    same for LogSoftmax.
+    """``Reshape(Softmax(Flatten(x, axis=k)), Shape(x))`` -> ``Softmax(x, axis=-1)`` when k is the
+    last axis, or ``Softmax(x, axis=j)`` when every dim from k on but j is statically 1; the
+    same for LogSoftmax. A constant target equal to x's static shape stands for ``Shape(x)``.
 
     The pattern is the Reshape alone and check follows its inputs: a pattern of the whole chain
     would report every Reshape of a Softmax of something else as a near miss.
@@ -418,8 +548,7 @@ class UnwrapCoercedSoftmax(RewriteRuleClassBase):
         node = out.producer()
         softmax = _producer(rows, ("Softmax", "LogSoftmax"))
         flatten = _producer(softmax.inputs[0], ("Flatten",)) if softmax else None
-        shape_node = _producer(shape, ("Shape",))
-        if flatten is None or shape_node is None or shape_node.inputs[0] is not flatten.inputs[0]:
+        if flatten is None or not _is_own_shape(shape, flatten.inputs[0]):
             return not_applicable()
         # On the 2-D Flatten output, axis 1 (or -1, the default from opset 13) is the last one.
         if softmax.attributes.get_int("axis", 1) not in (1, -1):
@@ -431,12 +560,12 @@ class UnwrapCoercedSoftmax(RewriteRuleClassBase):
                 f"{describe(flatten)} keeps the {softmax.op_type} to the last axis is not either"
             )
         rank = len(x.shape)
-        start = shape_node.attributes.get_int("start", 0)
-        end = shape_node.attributes.get_int("end", rank)
-        if range(rank)[start:end] != range(rank):
-            return not_applicable()
         axis = flatten.attributes.get_int("axis", 1)
-        if (axis + rank if axis < 0 else axis) != rank - 1:
+        axis = axis + rank if axis < 0 else axis
+        # The softmax runs over dims axis..rank-1 together: over one of them alone when every
+        # other one is known to be 1 (a [N, C, 1, 1] classifier head flattened at 1).
+        wide = [d for d in range(axis, rank) if x.shape[d] != 1]
+        if len(wide) > 1:
             return _fail(
                 f"{describe(node)} not unwrapped: {describe(flatten)} folds dims {axis} to "
                 f"{rank - 1} of '{x.name}' (rank {rank}) into one row, and the {softmax.op_type} "
@@ -447,10 +576,11 @@ class UnwrapCoercedSoftmax(RewriteRuleClassBase):
             if not result:
                 return result
         self._op_type, self._x = softmax.op_type, x
+        self._axis = wide[0] if wide and wide[0] != rank - 1 else -1
         return MatchResult()
 
     def rewrite(self, op, rows, shape, out):
-        return getattr(op, self._op_type)(self._x, axis=-1)
+        return getattr(op, self._op_type)(self._x, axis=self._axis)
 
 
 class DropInt32ShapeCasts(RewriteRuleClassBase):
@@ -528,6 +658,8 @@ class SimplifyShapeOps(RewriteRulePass):
                 for inner in ("Squeeze", "Unsqueeze")
                 for outer in ("Squeeze", "Unsqueeze")
             ),
+            *(ReshapeThenUnitDims.rule(op) for op in ("Squeeze", "Unsqueeze")),
+            *(UnitDimsThenReshape.rule(op) for op in ("Squeeze", "Unsqueeze")),
         ]
 
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:

@@ -42,6 +42,9 @@ CPU_PASSES = (
     "deduplicate_constants",
     "eliminate_common_subexpressions",
     "remove_noops",
+    # Folding and no-op removal bring data-movement ops next to each other (a Transpose, an
+    # identity Reshape folded away, a Transpose: the torch encoder's attention).
+    "simplify_shape_ops",
     "eliminate_dead_code",
     "localize_initializers",
     "reorder",
