@@ -114,6 +114,7 @@ def run_precision_stage(
     bench_seconds: float,
     seed: int = 0,
     keep: Path | None = None,
+    formats: Sequence[str] = ("qdq", "qoperator"),
 ) -> tuple[PrecisionReport, onnx.ModelProto]:
     """The report and the model to ship: the INT8 winner, or the first of ``graphs`` (the
     FP32 build; the others are float variants whose INT8 forms compete too)."""
@@ -124,6 +125,7 @@ def run_precision_stage(
         force_int8=options.force,
         bench_seconds=bench_seconds,
         static=options.static_allowed,
+        formats=tuple(formats),
     )
     with tempfile.TemporaryDirectory(prefix="hwopt-int8-") as tmp:
         report, chosen = choose_precision(

@@ -176,6 +176,8 @@ class SearchSettings:
     # data); otherwise it is measured for speed and reported, never shipped.
     static: bool = True
     dynamic: bool = True
+    # The static INT8 formats the target's provider runs well (OpenVINO: QDQ only).
+    formats: tuple[str, ...] = ("qdq", "qoperator")
 
 
 def _reduce_range(host: HostInfo) -> bool:
@@ -183,12 +185,12 @@ def _reduce_range(host: HostInfo) -> bool:
     return x86 and not host.has_vnni
 
 
-def format_candidates(host: HostInfo) -> list[QuantConfig]:
+def format_candidates(host: HostInfo, formats: Sequence[str] = ("qdq", "qoperator")) -> list[QuantConfig]:
     """The static format space on this host. Weights are S8 (the integer kernels' fast path);
     7-bit weights only on x86 without VNNI, where 8-bit products can saturate."""
     return [
         QuantConfig(fmt=fmt, activations=act, per_channel=pc, reduce_range=_reduce_range(host))
-        for fmt in ("qdq", "qoperator")
+        for fmt in formats
         for act in ("u8", "s8")
         for pc in (True, False)
     ]
@@ -340,7 +342,7 @@ class _Search:
         method = self.settings.calibration or "minmax"
         configs = []
         if self.settings.static:
-            configs += [dataclasses.replace(c, calibration=method) for c in format_candidates(host)]
+            configs += [dataclasses.replace(c, calibration=method) for c in format_candidates(host, self.settings.formats)]
         if self.settings.dynamic:
             configs += dynamic_candidates(host, list(self.quantizers))
         built = [self.build(config) for config in configs]
@@ -530,7 +532,8 @@ def choose_precision(
 def _probe_static(search: _Search, host: HostInfo) -> str:
     """Time static INT8 against FP32 once, for the report: what it would gain on this host
     (its accuracy is not judged, nor is it ever shipped from here)."""
-    built = [search.build(dataclasses.replace(probe, reduce_range=_reduce_range(host))) for probe in STATIC_PROBES]
+    probes = [probe for probe in STATIC_PROBES if probe.fmt in search.settings.formats]
+    built = [search.build(dataclasses.replace(probe, reduce_range=_reduce_range(host))) for probe in probes]
     records = [r for r in built if r.status != "failed"]
     if records:
         search.time(records, max(0.5, search.settings.bench_seconds / 2))

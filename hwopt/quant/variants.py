@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import io
 import logging
 from collections.abc import Sequence
@@ -33,6 +34,8 @@ from hwopt.errors import one_line
 from hwopt.guard import phase
 from hwopt.output import inside, quiet_logger
 from hwopt.quant.calibration import SampleReader, SampleSet
+
+_CALIBRATION_CACHE = "calibration_cache_path" in inspect.signature(quantize_static).parameters
 
 log = logging.getLogger(__name__)
 
@@ -154,11 +157,18 @@ class Quantizer:
                     op_types_to_quantize=list(config.op_types) if config.op_types is not None else None,
                     calibrate_method=_METHODS[config.calibration],
                     extra_options=extra,
-                    calibration_cache_path=self.workdir / f"calibration_{config.calibration}.json",
+                    **self._cache_option(config),
                 )
         except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises anything; reported per variant
             raise QuantizationFailed(f"{type(exc).__name__}: {one_line(exc)}") from exc
         return out
+
+    def _cache_option(self, config: QuantConfig) -> dict[str, Path]:
+        """Calibrate once per method for all variants: onnxruntime 1.25 and later keep the
+        ranges in a file (onnxruntime-openvino 1.24 has no such option and recalibrates)."""
+        if not _CALIBRATION_CACHE:
+            return {}
+        return {"calibration_cache_path": self.workdir / f"calibration_{config.calibration}.json"}
 
     def _quantize_dynamic(self, config: QuantConfig, out: Path) -> Path:
         try:

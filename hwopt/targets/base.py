@@ -67,6 +67,9 @@ class TargetBuild:
     files: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
     checks: list[Check] = dataclasses.field(default_factory=list)
+    # The providers this build runs with, where the step changed them (OpenVINO's FP16 is a
+    # provider option); None: the target's own.
+    providers: Providers | None = None
 
 
 class Target(abc.ABC):
@@ -77,6 +80,10 @@ class Target(abc.ABC):
     default_passes: ClassVar[tuple[str, ...]]
     # Precisions the target can build besides fp32, chosen by measurement (hwopt.precision).
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    # The static INT8 formats the precision search races on the target's own provider, which
+    # runs its variants; empty where INT8 is the provider's own business (TensorRT builds its
+    # engine from a calibration table) or not built at all.
+    int8_formats: ClassVar[tuple[str, ...]] = ()
     # Options the target gives its passes; a config file's [passes.<name>] tables override them.
     pass_options: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     # Float graph variants kept only where they measure faster (hwopt.graph_choice): a label,
@@ -121,6 +128,7 @@ class Target(abc.ABC):
             "default_passes": list(self.default_passes),
             "measured_variants": {label: list(passes) for label, passes in self.measured_variants.items()},
             "precisions": list(self.precisions),
+            "int8_formats": list(self.int8_formats),
             "options": dict(self.options),
             "alias_note": self.alias_note,
             "availability": self.availability().to_dict(),

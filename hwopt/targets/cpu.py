@@ -58,6 +58,7 @@ class CpuTarget(Target):
     # onnxsim's own optimizer is off: hwopt's passes do the fusions (see passes/simplify.py).
     pass_options = {"simplify": {"optimize": False}}
     precisions = ("fp32", "int8")
+    int8_formats = ("qdq", "qoperator")
     # onnxruntime's fused transformer kernels are not faster on every model and host: the build
     # keeps them only where they measure faster. The fusions run first, on the exporter's
     # graph, whose patterns onnxruntime's matchers know: after remove_noops has dropped a

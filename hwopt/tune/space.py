@@ -67,7 +67,7 @@ def recipes(target: Target) -> list[Recipe]:
     if "reorder" in default:
         out.append(Recipe("hwopt-no-reorder", "hwopt's pipeline without the memory-aware reorder, FP32",
                           tuple(p for p in default if p != "reorder"), "fp32", 1))
-    if "int8" in target.precisions and target.name == "cpu":
+    if target.int8_formats:
         out.append(Recipe("hwopt-int8", "hwopt's pipeline, then its INT8 search (dynamic; static too "
                           "with real --calib data; within the accuracy budget, faster than FP32 or not shipped)", None, "int8", 2))
     if "fp16" in target.precisions:
@@ -90,7 +90,7 @@ def session_variants(target: Target) -> list[SessionVariant]:
         SessionVariant("order-ort", "onnxruntime's own node order", {"execution_order": "default"}),
         SessionVariant("no-mem-pattern", "memory pattern off", {"enable_mem_pattern": False}),
     ]
-    if target.name != "cpu":
+    if target.providers()[0][0] != "CPUExecutionProvider":
         return out + _provider_variants(target)
     out.append(SessionVariant("no-arena", "CPU memory arena off (less memory held)", {"enable_cpu_mem_arena": False}))
     if cores > 1:
