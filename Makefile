@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hwopt-installed
 SAMPLES := $(addprefix sample_models/,mobilenetv2_tiny.onnx resnext_tiny.onnx shufflenet_tiny.onnx inception_tiny.onnx transformer_tiny.onnx)
 
-.PHONY: demo test lint bench fuzz models install clean
+.PHONY: demo test test-openvino venv-openvino lint bench fuzz models install clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "hwopt needs Python >= 3.10")'
@@ -28,6 +28,35 @@ demo: install models
 
 test: install models lint
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-openvino
+
+# The OpenVINO provider comes with onnxruntime-openvino, which installs the same `onnxruntime`
+# module as onnxruntime (as onnxruntime-gpu does): a virtualenv of its own, with hwopt's other
+# dependencies from pyproject.toml and hwopt itself without them (pip would add onnxruntime).
+# Its wheels are for x86-64 Linux and Windows; elsewhere test-openvino says so and passes.
+OV_VENV  := .venv-openvino
+OV_PY    := $(OV_VENV)/bin/python
+OV_STAMP := $(OV_VENV)/.hwopt-installed
+OV_HOST  := $(shell $(PYTHON) -c 'import platform; print(platform.machine().lower() in ("x86_64", "amd64") and platform.system() in ("Linux", "Windows"))' 2>/dev/null)
+
+$(OV_STAMP): pyproject.toml | $(STAMP)
+	test -x $(OV_PY) || $(PYTHON) -m venv $(OV_VENV)
+	$(PY) scripts/requirements.py --without onnxruntime --extra openvino --extra test > $(OV_VENV)/requirements.txt
+	$(OV_PY) -m pip install --quiet --disable-pip-version-check -r $(OV_VENV)/requirements.txt
+	$(OV_PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(OV_STAMP)
+
+venv-openvino: $(OV_STAMP)
+
+# The openvino target's tests, run for real on the OpenVINO provider, and the target and
+# runtime suites on the onnxruntime version that wheel ships.
+test-openvino: models
+ifeq ($(OV_HOST),True)
+	$(MAKE) --no-print-directory $(OV_STAMP)
+	$(OV_PY) -m pytest -q tests/test_openvino.py tests/test_targets.py tests/test_runtime.py
+else
+	@echo "test-openvino: onnxruntime-openvino has no wheel for this platform; its tests did not run"
+endif
 
 lint: install
 	$(VENV)/bin/ruff check hwopt tests bench scripts sample_models
@@ -46,6 +75,11 @@ bench: install models $(BENCH_STAMP)
 	$(PY) bench/defaults.py
 	$(PY) bench/static_shapes.py
 	$(PY) bench/reproducibility.py
+ifeq ($(OV_HOST),True)
+	$(PY) bench/openvino_models.py
+	$(MAKE) --no-print-directory $(OV_STAMP)
+	$(OV_PY) bench/openvino.py
+endif
 
 # Thousands of mutated sample models through every command (tests/test_fuzz.py), new ones each
 # run, then the whole hostile-model corpus including its minutes-long cases. Counts go to

@@ -409,7 +409,7 @@ def quantize(
 @handle_errors
 def tune(
     model: Annotated[Path, typer.Argument(help="The ONNX model to tune (never modified).")],
-    target: Annotated[str, typer.Option("--target", "-t", help="One target: cpu, cuda, tensorrt or gpu.")] = "cpu",
+    target: Annotated[str, typer.Option("--target", "-t", help="One target: cpu, cuda, tensorrt, openvino or gpu.")] = "cpu",
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Output folder: the best build and the reports "
                                   "(default: ./<model>.tune).")

@@ -79,6 +79,7 @@ from hwopt.report.optimize import (
 )
 from hwopt.report.render import render_markdown
 from hwopt.session import ORT_ERRORS, create_session, default_session_options, run_session
+from hwopt.target_race import race_targets
 from hwopt.targets import BuildContext, Target, get_target
 from hwopt.verify import VerificationFailed, compare_outputs, merge_diffs, rounding_noise, run_model
 
@@ -151,7 +152,8 @@ class OptimizeOptions:
 
 def versions() -> dict[str, str]:
     out = {}
-    for dist in ("hwopt", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxsim", "onnxscript", "onnx-ir", "numpy"):
+    for dist in ("hwopt", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxsim", "onnxscript",
+                 "onnx-ir", "numpy"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -252,6 +254,9 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> 
         builds.append(build)
         manifests.append(manifest)
 
+    race = None
+    if len(builds) > 1 and options.benchmark:
+        race = race_targets(builds, MODEL_FILE, run.feeds[0], seconds=max(0.5, options.bench.target_seconds / 2))
     report = OptimizeReport(
         model=_model_info(loaded),
         inputs=run.specs,
@@ -260,7 +265,13 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> 
         versions=versions(),
         builds=builds,
         gates=evaluate(options.gates, builds),
+        target_race=race,
     )
+    for target in race.slower() if race else ():
+        report.warnings.append(
+            f"[{target}] the {race.fastest} build is faster on this host: {target} ran at {race.ratio(target):.2f}x "
+            f"its p50 (builds raced as deployed, interleaved, {race.rounds} rounds): deploy the {race.fastest} build here"
+        )
     if feeds_source.startswith("generated"):
         report.warnings.append(
             "outputs were compared on generated inputs: this shows the build computes what the "
@@ -382,8 +393,7 @@ def _target_precision(target: Target, requested: str) -> str:
     """The precision a target builds for the requested one (``auto``: CPU measures; the GPU
     targets build FP16, their fast path)."""
     if requested == "auto":
-        return "auto" if "int8" in target.precisions and target.name == "cpu" else (
-            "fp16" if "fp16" in target.precisions else "fp32")
+        return "auto" if target.int8_formats else ("fp16" if "fp16" in target.precisions else "fp32")
     if requested not in target.precisions:
         raise UsageError(f"--precision {requested}: target {target.name} builds {', '.join(target.precisions)}")
     return requested
@@ -411,18 +421,19 @@ def _build_for_target(run: Checks, target: Target, build_dir: Path) -> tuple[Bui
     graph = next(iter(graphs))
 
     model, precision_report = graphs[graph].model, None
-    if target.name == "cpu" and precision in ("auto", "int8") and availability.available:
+    if target.int8_formats and precision in ("auto", "int8") and availability.available:
         stage = dataclasses.replace(options.precision, mode=precision)
         precision_report, model = run_precision_stage(
             {label: r.model for label, r in graphs.items()}, run.specs, stage, session_options_for(target, options),
             providers, bench_seconds=options.bench.target_seconds, seed=options.seed,
             keep=build_dir / INT8_VARIANTS if options.precision.keep_variants else None,
+            formats=target.int8_formats,
         )
         if precision_report.chosen == "int8":
             graph = precision_report.graph
     records = _records_for(result, variants, graph, choice)
     calibration = None
-    if precision == "int8" and target.name != "cpu":
+    if precision == "int8" and not target.int8_formats:
         calibration = calibration_sets(options.precision, run.specs, options.seed)[0]
     (build_dir / MANIFEST).unlink(missing_ok=True)  # the manifest marks a complete build
     final = target.finalize(model, BuildContext(
@@ -434,7 +445,7 @@ def _build_for_target(run: Checks, target: Target, build_dir: Path) -> tuple[Bui
     model_files = save_model_atomic(model, build_dir / MODEL_FILE)
 
     session_options = session_options_for(target, options)
-    providers = list(target.providers())
+    providers = list(final.providers or target.providers())
     if options.no_fallback and providers[0][0] != "CPUExecutionProvider":
         # onnxruntime refuses a CPU provider listed explicitly together with the no-fallback
         # entry; without either, a node no listed provider takes is a session error.

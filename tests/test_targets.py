@@ -24,7 +24,7 @@ GPU_HERE = "CUDAExecutionProvider" in ort.get_available_providers()
 
 
 def test_registry_lists_every_target_and_the_alias() -> None:
-    assert target_names() == ["cpu", "cuda", "tensorrt", "gpu"]
+    assert target_names() == ["cpu", "cuda", "tensorrt", "openvino", "gpu"]
     assert get_target("cpu").availability().available
 
 

@@ -211,6 +211,7 @@ class OptimizeReport:
     gates: list[GateResult] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)  # what the run did that a reader must know
+    target_race: Any = None  # a TargetRace when several builds ran here and were raced
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -226,6 +227,7 @@ class OptimizeReport:
             "gates": [g.to_dict() for g in self.gates],
             "warnings": list(self.warnings),
             "notes": list(self.notes),
+            "target_race": self.target_race.to_dict() if self.target_race else None,
         }
 
     @property
@@ -250,7 +252,7 @@ class OptimizeReport:
             ("host", f"{self.host.cpu} ({self.host.cores} cores; {', '.join(self.host.isa) or 'no ISA flags read'})")
         )
         if len(self.builds) > 1:
-            doc.tables.append(_comparison_table(self.builds))
+            doc.tables.append(_comparison_table(self.builds, self.target_race))
         for build in self.builds:
             doc.facts.append((f"build [{build.target}]", f"{build.build_dir} ({build.precision_label})"))
             doc.tables += _build_tables(build, explain)
@@ -265,24 +267,32 @@ class OptimizeReport:
         return doc
 
 
-def _comparison_table(builds: list[BuildReport]) -> Table:
+def _comparison_table(builds: list[BuildReport], race: Any = None) -> Table:
     rows = []
     for b in builds:
         lat = b.latency
+        ratio = race.ratio(b.target) if race is not None else None
         rows.append((
             b.target, "yes" if b.available else "no", b.precision_label, str(b.optimized.nodes),
             fmt_bytes(b.optimized.serialized_bytes),
             fmt_ms(lat.optimized.p50_ms) if lat.optimized else "not measured here",
-            fmt_ratio(lat.speedup), fmt_error(b.accuracy.max_rel), f"{b.accuracy.min_cosine:.5f}",
+            fmt_ratio(lat.speedup), "-" if ratio is None else f"{ratio:.2f}x",
+            fmt_error(b.accuracy.max_rel), f"{b.accuracy.min_cosine:.5f}",
             f"{sum(c.passed for c in b.checks)}/{len(b.checks)}" if b.checks else "-",
         ))
+    notes = ["speed-up and latency only where the target's provider runs on this host; every target's "
+             "outputs are compared with the original on the CPU provider"]
+    if race is not None and race.fastest:
+        notes.append(f"vs fastest: each build as deployed (its model, providers and session options), raced "
+                     f"against the others interleaved in one process, median of {race.rounds} rounds with fresh "
+                     f"sessions; fastest here: {race.fastest}")
     return Table(
         title="Targets compared",
-        columns=("target", "runs here", "precision", "nodes", "size", "p50 ms", "speed-up", "max rel", "cosine", "checks"),
-        numeric=("nodes", "size", "p50 ms", "speed-up", "max rel", "cosine"),
+        columns=("target", "runs here", "precision", "nodes", "size", "p50 ms", "speed-up", "vs fastest", "max rel",
+                 "cosine", "checks"),
+        numeric=("nodes", "size", "p50 ms", "speed-up", "vs fastest", "max rel", "cosine"),
         rows=rows,
-        notes=["speed-up and latency only where the target's provider runs on this host; every target's "
-               "outputs are compared with the original on the CPU provider"],
+        notes=notes,
     )
 
 

@@ -1,5 +1,5 @@
-"""The target registry: ``cpu``, ``cuda``, ``tensorrt``, and ``gpu``, an alias resolved on the
-host (TensorRT when its provider starts here, else CUDA)."""
+"""The target registry: ``cpu``, ``cuda``, ``tensorrt``, ``openvino``, and ``gpu``, an alias
+resolved on the host (TensorRT when its provider starts here, else CUDA)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from hwopt.errors import UsageError
 from hwopt.targets.base import Availability, BuildContext, Check, Target, TargetBuild
 from hwopt.targets.cpu import CpuTarget
 from hwopt.targets.cuda import CudaTarget
+from hwopt.targets.openvino import OpenvinoTarget
 from hwopt.targets.tensorrt import TensorrtTarget
 
-_TARGETS: dict[str, type[Target]] = {cls.name: cls for cls in (CpuTarget, CudaTarget, TensorrtTarget)}
+_TARGETS: dict[str, type[Target]] = {cls.name: cls for cls in (CpuTarget, CudaTarget, TensorrtTarget, OpenvinoTarget)}
 ALIASES = ("gpu",)
 
 

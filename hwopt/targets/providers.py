@@ -36,14 +36,41 @@ def _probe_model() -> bytes:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
 
 
+# Where each provider comes from: every one of these wheels installs the same ``onnxruntime``
+# module, so each needs its own virtualenv.
+_INSTALL_HINT = {
+    "OpenVINOExecutionProvider": "the OpenVINO provider comes with onnxruntime-openvino, which replaces "
+    "onnxruntime: `make venv-openvino` builds a virtualenv with it (.venv-openvino)",
+}
+_GPU_HINT = ("the GPU providers come with onnxruntime-gpu: pip install 'hwopt[gpu]' and uninstall "
+             "onnxruntime")
+
+
+def onnxruntime_packages() -> str:
+    """The onnxruntime wheels installed here, with versions."""
+    dists = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino")
+    return ", ".join(f"{d} {v}" for d in dists if (v := _installed(d))) or "none"
+
+
+def openvino_devices() -> list[str]:
+    """The devices OpenVINO sees on this host (empty without the OpenVINO provider)."""
+    if "OpenVINOExecutionProvider" not in ort.get_available_providers():
+        return []
+    try:
+        from onnxruntime.capi import _pybind_state
+
+        return list(_pybind_state.get_available_openvino_device_ids())
+    except (ImportError, AttributeError, RuntimeError):
+        return []
+
+
 @functools.cache
 def provider_availability(provider: str) -> Availability:
     if provider not in ort.get_available_providers():
-        packages = ", ".join(f"{d} {v}" for d in ("onnxruntime", "onnxruntime-gpu") if (v := _installed(d))) or "none"
         return Availability(
             False,
-            f"{provider} is not in this onnxruntime build (installed: {packages}); the GPU providers "
-            "come with onnxruntime-gpu: pip install 'hwopt[gpu]' and uninstall onnxruntime",
+            f"{provider} is not in this onnxruntime build (installed: {onnxruntime_packages()}); "
+            f"{_INSTALL_HINT.get(provider, _GPU_HINT)}",
         )
     if provider == "CPUExecutionProvider":
         return Availability(True)  # compiled in means it runs (and it cannot be probed without fallback)
