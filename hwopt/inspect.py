@@ -18,7 +18,10 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -331,7 +334,10 @@ def hardware_fit_notes(
         notes.append(Note("dynamic dimensions", f"{', '.join(dynamic)}: TensorRT needs optimization "
                           "profiles and CUDA graphs need fixed shapes", tuple(dynamic)))
     missing = _ops_without_cpu_kernel(model)
-    if missing:
+    if missing is None:
+        notes.append(Note("operators without a kernel", "not checked: this onnxruntime build "
+                          f"({', '.join(ort_state.get_available_providers())}) cannot list its kernels", ()))
+    elif missing:
         notes.append(Note("operators without a kernel", "no kernel in this onnxruntime's CPU "
                           f"provider: {', '.join(missing)}", tuple(missing)))
     custom = sorted({n.domain for n in iter_nodes(graph)} - {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
@@ -355,19 +361,44 @@ def _channel_shuffles(graph: onnx.GraphProto, producers: dict[str, onnx.NodeProt
     return found
 
 
-@functools.cache
-def _cpu_kernels() -> dict[tuple[str, str], tuple[tuple[int, int], ...]]:
+# Providers whose onnxruntime builds list their kernels safely in this process.
+_IN_PROCESS_KERNEL_LIST = {"CPUExecutionProvider", "AzureExecutionProvider"}
+
+
+def kernel_ranges() -> dict[tuple[str, str], list[tuple[int, int]]]:
     """Version ranges of this onnxruntime's CPU kernels, by (domain, operator)."""
     ranges: dict[tuple[str, str], list[tuple[int, int]]] = collections.defaultdict(list)
     for kernel in ort_state.get_all_opkernel_def():
         if kernel.provider == "CPUExecutionProvider":
             ranges[(kernel.domain or "", kernel.op_name)].append(tuple(kernel.version_range))
+    return ranges
+
+
+@functools.cache
+def _cpu_kernels() -> dict[tuple[str, str], tuple[tuple[int, int], ...]] | None:
+    """Version ranges of this onnxruntime's CPU kernels, by (domain, operator); None when
+    they cannot be listed. onnxruntime-openvino 1.24 crashes the process (SIGSEGV) listing
+    kernel definitions, so builds with other providers list them in a child process."""
+    if set(ort_state.get_available_providers()) <= _IN_PROCESS_KERNEL_LIST:
+        ranges = kernel_ranges()
+    else:
+        code = ("import json, hwopt.inspect as i; "
+                "print(json.dumps([[d, o, r] for (d, o), r in i.kernel_ranges().items()]))")
+        try:
+            child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if child.returncode != 0:
+            return None
+        ranges = {(d, o): [tuple(v) for v in r] for d, o, r in json.loads(child.stdout)}
     return {key: tuple(value) for key, value in ranges.items()}
 
 
-def _ops_without_cpu_kernel(model: onnx.ModelProto) -> list[str]:
+def _ops_without_cpu_kernel(model: onnx.ModelProto) -> list[str] | None:
     opsets = {o.domain or "": o.version for o in model.opset_import}
     kernels = _cpu_kernels()
+    if kernels is None:
+        return None
     missing = set()
     for node in iter_nodes(model.graph):
         domain = "" if node.domain == "ai.onnx" else node.domain
