@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 
 from hwopt.bench import BenchConfig, bench_session_options, measure_latency
 from hwopt.config import Config
@@ -151,9 +152,15 @@ class OptimizeOptions:
 
 
 def versions() -> dict[str, str]:
+    """Versions of what a build depends on. ``onnxruntime`` is the imported module's, whichever
+    wheel installed it (onnxruntime-gpu and onnxruntime-openvino install the same module); the
+    wheel itself is listed under its own name."""
     out = {}
     for dist in ("hwopt", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxsim", "onnxscript",
                  "onnx-ir", "numpy"):
+        if dist == "onnxruntime":
+            out[dist] = ort.__version__
+            continue
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
