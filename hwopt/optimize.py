@@ -402,7 +402,8 @@ def _target_precision(target: Target, requested: str) -> str:
     if requested == "auto":
         return "auto" if target.int8_formats else ("fp16" if "fp16" in target.precisions else "fp32")
     if requested not in target.precisions:
-        raise UsageError(f"--precision {requested}: target {target.name} builds {', '.join(target.precisions)}")
+        raise UsageError(f"--precision {requested}: target {target.name} builds {', '.join(target.precisions)}"
+                         + (f" ({target.precision_note})" if target.precision_note else ""))
     return requested
 
 

@@ -102,6 +102,7 @@ class Target(abc.ABC):
             raise UsageError(f"target {self.name}: unknown option(s) {', '.join(unknown)}; known: {known}")
         self.options = {**self.option_defaults, **given}
         self.alias_note = ""  # set when an alias ("gpu") resolved to this target
+        self.precision_note = ""  # why a precision is missing from ``precisions`` with these options
 
     @abc.abstractmethod
     def providers(self) -> Providers:

@@ -9,7 +9,9 @@ gain nothing there. So the precision search races QDQ variants (and dynamic INT8
 OpenVINO provider itself, against the FP32 model on the same provider.
 
 FP16 is a compile setting of OpenVINO's GPU and NPU plugins (provider option ``precision``):
-the model file stays float32 and the plugin converts. The CPU plugin computes in FP32.
+the model file stays float32 and the plugin converts. The CPU plugin computes in FP32, so with
+``device_type=CPU`` the target builds fp32 and int8 only (``--precision fp16`` is a usage error
+that says so, and ``hwopt tune`` tries no FP16 recipe).
 
 The provider comes with the ``onnxruntime-openvino`` wheel, which replaces the
 ``onnxruntime`` module (``make venv-openvino`` builds a virtualenv with it). The nodes
@@ -51,6 +53,10 @@ class OpenvinoTarget(Target):
             raise UsageError(f"target openvino: device_type '{device}' is not one of {', '.join(DEVICES)} "
                              "(GPU.0, GPU.1 ... pick one of several GPUs)")
         self.options["device_type"] = device
+        if device.startswith("CPU"):
+            # The CPU plugin computes in FP32: FP16 is a GPU/NPU compile setting.
+            self.precisions = ("fp32", "int8")
+            self.precision_note = "OpenVINO's CPU plugin computes in FP32; fp16 is for device_type GPU or NPU"
 
     @property
     def device(self) -> str:
@@ -82,11 +88,7 @@ class OpenvinoTarget(Target):
     def finalize(self, model, ctx: BuildContext) -> TargetBuild:
         precision = "fp16" if ctx.precision == "fp16" else "fp32"
         build = TargetBuild(model=model, precision=precision)
-        if precision == "fp16" and self.device.startswith("CPU"):
-            build.precision = "fp32"
-            build.checks.append(Check("FP16", False, "OpenVINO's CPU plugin computes in FP32: FP16 is for "
-                                                     "device_type GPU or NPU; the FP32 build ships"))
-        elif precision == "fp16":
+        if precision == "fp16":  # a GPU or NPU device: CPU devices do not list fp16
             build.providers = self.providers("fp16")
             build.notes.append(f"FP16: the {self.device} plugin compiles the float32 model in FP16 (provider "
                                "option precision=FP16); the model file stays float32")
