@@ -19,6 +19,7 @@ import dataclasses
 import random
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -128,3 +129,13 @@ def measure_latency(
             runners[name]()
             samples[name].append(time.perf_counter() - start)
     return {name: LatencyStats.from_samples(samples[name], batch) for name in names}
+
+
+def race_sessions(
+    sessions: Mapping[str, Any], feeds: Mapping[str, np.ndarray], seconds: float
+) -> dict[str, LatencyStats]:
+    """One race of live sessions on the same ``feeds``, interleaved: the timing behind the
+    build-time decisions (graph variants, INT8 variants, targets), after two warm-up runs each
+    and at least five timed."""
+    return measure_latency({name: (lambda s=s: s.run(None, feeds)) for name, s in sessions.items()},
+                           BenchConfig(warmup_runs=2, min_runs=5, target_seconds=seconds))

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from hwopt.bench import BenchConfig, bench_session_options, measure_latency
+from hwopt.bench import bench_session_options, race_sessions
 from hwopt.errors import one_line
 from hwopt.passes.pipeline import APPLIED, PipelineResult
 from hwopt.session import ORT_ERRORS, Providers, create_session
@@ -123,8 +123,7 @@ def _races(base: onnx.ModelProto, variant: onnx.ModelProto, feeds, options, prov
     majority = RACES // 2 + 1
     for _ in range(RACES):
         sessions = {"base": create_session(base, options, providers), "variant": create_session(variant, options, providers)}
-        stats = measure_latency({name: (lambda s=s: s.run(None, feeds)) for name, s in sessions.items()},
-                                BenchConfig(warmup_runs=2, min_runs=5, target_seconds=seconds))
+        stats = race_sessions(sessions, feeds, seconds)
         ratios.append(stats["variant"].p50_ms / stats["base"].p50_ms)
         if _wins(ratios) >= majority or len(ratios) - _wins(ratios) >= majority:
             break

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from hwopt.bench import BenchConfig, bench_session_options, measure_latency
+from hwopt.bench import bench_session_options, race_sessions
 from hwopt.errors import one_line
 from hwopt.session import ORT_ERRORS, create_session
 
@@ -78,8 +78,7 @@ def race_targets(
             sessions = {t: _session(b, model_file) for t, b in candidates.items()}
         except ORT_ERRORS as exc:
             return TargetRace({}, 0, {**skipped, "all": f"onnxruntime: {one_line(exc)}"})
-        stats = measure_latency({t: (lambda s=s: s.run(None, feeds)) for t, s in sessions.items()},
-                                BenchConfig(warmup_runs=2, min_runs=5, target_seconds=seconds))
+        stats = race_sessions(sessions, feeds, seconds)
         for target, stat in stats.items():
             p50s[target].append(stat.p50_ms)
     return TargetRace({t: statistics.median(v) for t, v in p50s.items()}, ROUNDS, skipped)

@@ -312,7 +312,10 @@ class ReshapeThenUnitDims(RewriteRuleClassBase):
                 return f"its axes {axes} are not valid for rank {rank}"
             rest = iter(target)
             return [1 if p in inserted else next(rest) for p in range(rank)]
-        dims = list(mid.shape) if mid.shape is not None else [None] * len(target)
+        # The Reshape's output dims where shape inference knows them (a stale record of another
+        # rank tells nothing).
+        known = mid.shape is not None and len(mid.shape) == len(target)
+        dims = list(mid.shape) if known else [None] * len(target)
         ones = [p for p, t in enumerate(target) if t == 1 or dims[p] == 1]
         dropped = {a + len(target) if a < 0 else a for a in axes} if axes else set(ones)
         if not axes and any(t <= 0 and not isinstance(dims[p], int) for p, t in enumerate(target)):

@@ -42,14 +42,14 @@ import filecmp
 import json
 import logging
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
-from hwopt.bench import BenchConfig, bench_session_options, measure_latency
+from hwopt.bench import bench_session_options, race_sessions
 from hwopt.errors import one_line
 from hwopt.hostinfo import HostInfo
 from hwopt.quant.accuracy import AccuracyBudget, AccuracyResult, compare
@@ -288,14 +288,11 @@ class _Search:
                 runnable[record.label] = create_session(self.paths[record.config], self.session_options, self.providers)
             except ORT_ERRORS as exc:
                 record.status, record.reason = "failed", f"onnxruntime: {one_line(exc)}"
-        feeds = self.held.samples[0]
-        runners: dict[str, Callable[[], object]] = {"fp32": lambda: self.fp32_session.run(None, feeds)}
-        for label, session in runnable.items():
-            runners[label] = lambda s=session: s.run(None, feeds)
+        sessions = {"fp32": self.fp32_session, **runnable}
         if twin:
-            copy = create_session(self.quantizers[self.fp32_graph].float_path, self.session_options, self.providers)
-            runners[_TWIN] = lambda: copy.run(None, feeds)
-        stats = measure_latency(runners, BenchConfig(warmup_runs=2, min_runs=5, target_seconds=seconds))
+            sessions[_TWIN] = create_session(self.quantizers[self.fp32_graph].float_path, self.session_options,
+                                             self.providers)
+        stats = race_sessions(sessions, self.held.samples[0], seconds)
         for record in records:
             if record.label in stats:
                 record.latency_ratio = stats[record.label].p50_ms / stats["fp32"].p50_ms
