@@ -8,6 +8,8 @@ Each model comes with the concrete feeds it is benchmarked on.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import json
 import os
 import subprocess
 import sys
@@ -140,3 +142,17 @@ def fresh_session_p50s(open_sessions, feeds: dict, rounds: int, seconds: float) 
 
 def median(values: list[float]) -> float:
     return float(np.median(np.asarray(values)))
+
+
+def utc_stamp() -> str:
+    """When a results table was written, as its header says it."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def write_results(stem: str, stamp: str, host, data: dict, lines: list[str]) -> None:
+    """bench/results/<stem>.json (the date, the host, then ``data``) and <stem>.md (``lines``)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.json").write_text(
+        json.dumps({"date": stamp, "host": host.to_dict(), **data}, indent=2) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS / f'{stem}.md'}")

@@ -18,8 +18,6 @@ Writes bench/results/openvino.md and bench/results/openvino.json.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -29,7 +27,7 @@ import onnx
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REAL_DIR, RESULTS, SAMPLES, fresh_session_p50s, median  # noqa: E402
+from common import REAL_DIR, SAMPLES, fresh_session_p50s, median, utc_stamp, write_results  # noqa: E402
 
 from hwopt.bench import bench_session_options  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
@@ -126,12 +124,7 @@ def main() -> None:
 
 
 def write(rows: list[dict], args: argparse.Namespace) -> None:
-    host = host_info()
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "openvino.json").write_text(json.dumps(
-        {"date": stamp, "host": host.to_dict(), "onnxruntime": ort.__version__, "rounds": args.rounds,
-         "models": rows}, indent=2) + "\n")
+    host, stamp = host_info(), utc_stamp()
     lines = [
         "# CPU provider vs OpenVINO provider: FP32 and hwopt's builds", "",
         f"{stamp}; {host.cpu}, {host.cores} cores ({', '.join(host.isa)}); onnxruntime-openvino {ort.__version__} "
@@ -161,8 +154,8 @@ def write(rows: list[dict], args: argparse.Namespace) -> None:
         lines += ["", f"Target (ResNet-style CNN, real calibration data: openvino build <= {RESNET_TARGET}x CPU-provider "
                       f"FP32 at cosine >= {MIN_COSINE}): resnet18 {ov['ratio']:.2f}x at cosine {ov['cosine']:.4f}: "
                       f"{'met' if met else 'NOT met'}."]
-    (RESULTS / "openvino.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {RESULTS / 'openvino.md'}")
+    write_results("openvino", stamp, host, {"onnxruntime": ort.__version__, "rounds": args.rounds, "models": rows},
+                  lines)
 
 
 if __name__ == "__main__":

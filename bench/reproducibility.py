@@ -13,9 +13,7 @@ Writes bench/results/reproducibility.md and bench/results/reproducibility.json.
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
-import json
 import sys
 import tempfile
 import time
@@ -24,7 +22,7 @@ from pathlib import Path
 import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, bench_models, fresh_session_p50s, median  # noqa: E402
+from common import bench_models, fresh_session_p50s, median, utc_stamp, write_results  # noqa: E402
 from quantize import calibration_for  # noqa: E402
 
 from hwopt.bench import BenchConfig, bench_session_options  # noqa: E402
@@ -83,10 +81,7 @@ def main() -> None:
 
 
 def write(rows: list[dict], args: argparse.Namespace) -> None:
-    host = host_info()
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    (RESULTS / "reproducibility.json").write_text(json.dumps(
-        {"date": stamp, "host": host.to_dict(), "runs": args.runs, "models": rows}, indent=2) + "\n")
+    host, stamp = host_info(), utc_stamp()
     lines = [
         "# The same build on every run: three hwopt optimize runs per model", "",
         f"{stamp}; {host.cpu}, {host.cores} cores; onnxruntime {host.onnxruntime}. `--precision auto` with the "
@@ -101,8 +96,7 @@ def write(rows: list[dict], args: argparse.Namespace) -> None:
         lines.append(f"| {row['model']} | {' | '.join(labels)} | {'yes' if row['same_variant'] else 'no'} "
                      f"| {'yes' if row['identical_files'] else 'no'} | {row['spread']:.3f} "
                      f"| {'PASS' if row['passed'] else 'FAIL'} |")
-    (RESULTS / "reproducibility.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {RESULTS / 'reproducibility.md'}")
+    write_results("reproducibility", stamp, host, {"runs": args.runs, "models": rows}, lines)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Writes bench/results/static_shapes.md and bench/results/static_shapes.json.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 import tempfile
@@ -25,7 +24,7 @@ import numpy as np
 import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, bench_models, fresh_session_p50s, median  # noqa: E402
+from common import RESULTS, bench_models, fresh_session_p50s, median, utc_stamp, write_results  # noqa: E402
 
 from hwopt.bench import bench_session_options  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
@@ -132,7 +131,7 @@ def main() -> None:
         kept = [r for r in json.loads((RESULTS / "static_shapes.json").read_text())["models"] if r["model"] not in done]
         order = [m[0] for m in models_in_order(args)]
         rows = sorted(kept + rows, key=lambda r: order.index(r["model"]) if r["model"] in order else len(order))
-    write_results(rows, args)
+    write(rows, args)
 
 
 def models_in_order(args: argparse.Namespace) -> list[tuple[str, Path, dict]]:
@@ -140,12 +139,8 @@ def models_in_order(args: argparse.Namespace) -> list[tuple[str, Path, dict]]:
         [(name, path, None) for name, path, _ in light_models()] + [("encoder", None, None), ("bert", None, None)]
 
 
-def write_results(rows: list[dict], args: argparse.Namespace) -> None:
-    host = host_info()
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "static_shapes.json").write_text(json.dumps(
-        {"date": stamp, "host": host.to_dict(), "rounds": args.rounds, "models": rows}, indent=2) + "\n")
+def write(rows: list[dict], args: argparse.Namespace) -> None:
+    host, stamp = host_info(), utc_stamp()
     lines = [
         "# Fewest nodes with fixed shapes: onnxsim and onnxslim vs hwopt --static-shapes", "",
         f"{stamp}; {host.cpu}, {host.cores} cores; onnxruntime {host.onnxruntime}. Every tool got the same input "
@@ -167,8 +162,7 @@ def write_results(rows: list[dict], args: argparse.Namespace) -> None:
             f"| {cell('onnxslim', 'nodes', 'd')} | {v['hwopt']['nodes']} | {'yes' if row['fewest'] else 'NO'} "
             f"| {cell('onnxsim', 'ratio', '.3f')} | {cell('onnxslim', 'ratio', '.3f')} | {v['hwopt']['ratio']:.3f} "
             f"| {v['hwopt']['max_rel']:.1e} |")
-    (RESULTS / "static_shapes.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {RESULTS / 'static_shapes.md'}")
+    write_results("static_shapes", stamp, host, {"rounds": args.rounds, "models": rows}, lines)
 
 
 if __name__ == "__main__":
