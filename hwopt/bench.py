@@ -7,7 +7,10 @@ numbers are not. The order is shuffled each round (seeded, so runs repeat), not 
 is slower after a variant that evicted the caches, and rotation keeps every variant behind the
 same predecessor. Measured with three identical copies of one INT8 model among ten variants,
 rotation kept one copy 4% slower than the other over three fresh-session trials; shuffling
-brought them within 1%.
+brought them within 1%. Each call draws a new sequence of orders (seeds 0, 1, 2, ... in the
+process): with one seed for every call, the sequence's own position bias came back in every
+race, and repeated races, which are there to average noise out, added it up (three identical
+sessions of shufflenet_tiny, eight races: the first-named one 1.2% slower in six of eight).
 
 The number of rounds adapts to the model: enough to fill ``target_seconds`` per variant, within
 ``[min_runs, max_runs]``.
@@ -16,6 +19,7 @@ The number of rounds adapts to the model: enough to fill ``target_seconds`` per 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +41,9 @@ def bench_session_options(options: Mapping[str, object]) -> dict[str, object]:
     entries = dict(options.get("config_entries", {}))  # type: ignore[arg-type]
     entries.update(NO_SPIN)
     return {**options, "config_entries": entries}
+
+# The seed of each call's order of runs (see the module's docstring).
+_ORDER_SEEDS = itertools.count()
 
 # Coefficient of variation above which a measurement is flagged as noisy.
 NOISY_CV = 0.25
@@ -122,7 +129,7 @@ def measure_latency(
     rounds = max(config.min_runs, min(config.max_runs, rounds))
 
     samples: dict[str, list[float]] = {name: [] for name in names}
-    order = random.Random(0)
+    order = random.Random(next(_ORDER_SEEDS))
     for _ in range(rounds):
         for name in order.sample(names, len(names)):
             start = time.perf_counter()
