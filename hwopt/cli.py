@@ -228,6 +228,16 @@ def optimize(
         typer.Option("--static-shapes", help="Bake the input shapes (-s, or the defaults) into the build and fold "
                      "what becomes constant; the build then runs at exactly those shapes."),
     ] = None,
+    optimize_for: Annotated[
+        str | None,
+        typer.Option("--optimize-for", help="balanced (default: the lowest measured peak memory within 3% of the "
+                     "fastest setting's latency) | latency | memory: how the build's memory settings are chosen."),
+    ] = None,
+    memory_search: Annotated[
+        bool, typer.Option("--memory-search/--no-memory-search",
+                           help="Choose the build's memory settings by measuring each candidate (a fresh process "
+                           "each, about a second apiece); off: onnxruntime's defaults ship.")
+    ] = True,
     bench: Annotated[
         bool | None, typer.Option("--bench/--no-bench", help="Measure latency of original and build.")
     ] = None,
@@ -275,6 +285,14 @@ def optimize(
     )
     if static_shapes is not None:
         options.static_shapes = static_shapes
+    if optimize_for is not None:
+        from hwopt.config import GOALS
+        from hwopt.errors import UsageError
+
+        if optimize_for not in GOALS:
+            raise UsageError(f"--optimize-for must be one of {', '.join(GOALS)}, not '{optimize_for}'")
+        options.optimize_for = optimize_for
+    options.memory_search = memory_search
     _apply_target_flags(options, target_option, require_target, no_fallback,
                         max_latency_ms, min_speedup, max_size_mb, max_memory_mb, max_accuracy_drop)
     _run_and_report(model, options, json_out, quiet, explain)

@@ -66,8 +66,10 @@ else:  # pragma: no cover - Python 3.10
 
 _TOP_KEYS = {
     "targets", "inputs", "input_shapes", "pipeline", "passes", "bench", "precision",
-    "max_accuracy_drop", "calibration", "target_options", "gates", "static_shapes",
+    "max_accuracy_drop", "calibration", "target_options", "gates", "static_shapes", "optimize_for",
 }
+# What the measured choice of a build's memory settings favours (hwopt.memory.settings).
+GOALS = ("balanced", "latency", "memory")
 _GATE_KEYS = {"max_latency_ms", "min_speedup", "max_size_mb", "max_memory_mb"}
 _CALIBRATION_KEYS = {"path", "samples", "method", "held_out", "image"}
 _PIPELINE_KEYS = {"passes", "skip", "strict"}
@@ -82,6 +84,7 @@ class Config:
     inputs: Path | None = None
     input_shapes: dict[str, tuple[int, ...]] | None = None
     static_shapes: bool | None = None
+    optimize_for: str | None = None
     passes: list[str] | None = None
     skip_passes: list[str] | None = None
     strict: bool | None = None
@@ -129,6 +132,10 @@ def parse_config(data: Mapping[str, Any], base: Path = Path("."), where: str = "
             config.input_shapes[name] = tuple(dims)
     if "static_shapes" in data:
         config.static_shapes = _typed(data["static_shapes"], bool, f"{where}: static_shapes")
+    if "optimize_for" in data:
+        config.optimize_for = _typed(data["optimize_for"], str, f"{where}: optimize_for")
+        if config.optimize_for not in GOALS:
+            raise ConfigError(f"{where}: optimize_for must be one of {', '.join(GOALS)}, not '{config.optimize_for}'")
     if "pipeline" in data:
         pipeline = _typed(data["pipeline"], dict, f"{where}: pipeline")
         _known(pipeline, _PIPELINE_KEYS, f"{where}: [pipeline]")

@@ -38,8 +38,9 @@ from hwopt.errors import GateFailed, ModelLoadError, PassError, TargetUnavailabl
 from hwopt.gates import Gates, evaluate
 from hwopt.graph_choice import GraphChoice, applies, choose_graph
 from hwopt.hostinfo import host_info
-from hwopt.memory.analysis import analyze_memory
-from hwopt.memory.probe import measure_session_memory
+from hwopt.memory.analysis import MemoryAnalysis, analyze_memory
+from hwopt.memory.probe import MeasurementFailed, measure_session_memory
+from hwopt.memory.settings import Floor, MemoryChoice, choose_settings, empty_session_bytes
 from hwopt.model.inputs import (
     InputSpec,
     generate_feeds,
@@ -92,6 +93,8 @@ MEMORY_PLAN = "memory_plan.json"
 # The onnxruntime settings that decide how much memory a session takes, recorded beside the
 # measurement.
 MEMORY_SETTINGS = ("graph_optimization_level", "enable_mem_pattern", "enable_cpu_mem_arena", "execution_order")
+# And these where a build sets them (hwopt.memory.settings).
+MEMORY_EXTRAS = ("config_entries", "env_allocator", "run_options")
 NO_FALLBACK = {"session.disable_cpu_ep_fallback": "1"}
 # Where a build keeps the INT8 variants within budget when asked (PrecisionOptions.keep_variants).
 INT8_VARIANTS = "int8-variants"
@@ -106,6 +109,10 @@ class OptimizeOptions:
     input_shapes: Mapping[str, Sequence[int]] = dataclasses.field(default_factory=dict)
     # Bake the resolved input shapes into the build (and fold what becomes constant).
     static_shapes: bool = False
+    # What the measured choice of memory settings favours (hwopt.config.GOALS); with
+    # memory_search off, the target's first (onnxruntime's defaults) ships unmeasured.
+    optimize_for: str = "balanced"
+    memory_search: bool = True
     inputs_file: Path | None = None
     passes: Sequence[str] | None = None
     skip_passes: Sequence[str] = ()
@@ -134,6 +141,8 @@ class OptimizeOptions:
             options.input_shapes = dict(config.input_shapes)
         if config.static_shapes is not None:
             options.static_shapes = config.static_shapes
+        if config.optimize_for is not None:
+            options.optimize_for = config.optimize_for
         if config.passes is not None:
             options.passes = config.passes
         if config.skip_passes is not None:
@@ -454,6 +463,15 @@ def _build_for_target(run: Checks, target: Target, build_dir: Path) -> tuple[Bui
 
     session_options = session_options_for(target, options)
     providers = list(final.providers or target.providers())
+    analysis = analyze_memory(model, run.specs, feeds=run.feeds[0])
+    memory_choice, memory_note = _choose_memory_settings(run, target, build_dir, providers, session_options,
+                                                         records, availability, analysis.planned_arena_bytes)
+    deployed = memory_choice.deployed if memory_choice else None
+    if deployed is not None:
+        session_options = deployed.session_options(session_options)
+        if memory_choice.order and not memory_choice.order.kept:
+            records = [dataclasses.replace(r, status=NOT_KEPT, reason=f"its order {memory_choice.order.reason}")
+                       if r.name == "reorder" and r.status == "applied" else r for r in records]
     if options.no_fallback and providers[0][0] != "CPUExecutionProvider":
         # onnxruntime refuses a CPU provider listed explicitly together with the no-fallback
         # entry; without either, a node no listed provider takes is a session error.
@@ -491,7 +509,7 @@ def _build_for_target(run: Checks, target: Target, build_dir: Path) -> tuple[Bui
         build.latency.not_measured = availability.reason
         build.partition = Partition(not_measured=availability.reason)
     else:
-        build.partition = _partition(build_dir, providers, session_options)
+        build.partition = _partition(build_dir, build)
         if build.partition.fallback:
             build.warnings.append(
                 f"{len(build.partition.fallback)} node(s) run on a provider other than "
@@ -500,8 +518,9 @@ def _build_for_target(run: Checks, target: Target, build_dir: Path) -> tuple[Bui
         if not options.benchmark:
             build.latency.not_measured = "benchmark skipped (--no-bench)"
         else:
-            build.latency = _benchmark(run.loaded, build_dir, providers, session_options, run.feeds[0], options.bench)
-    build.memory = _memory_report(run, model, records, build_dir, providers, session_options, availability)
+            build.latency = _benchmark(run.loaded, build_dir, build, run.feeds[0], options.bench)
+    build.memory = _memory_report(run, analysis, records, build_dir, build, availability, memory_choice)
+    build.memory.settings_note = memory_note
     write_json_atomic(build_dir / MEMORY_PLAN, build.memory.build.plan_document(run.specs))
     extra = [f for f in final.files if (build_dir / f).is_file()]
     return build, _manifest(build, run.loaded, run.specs, model, records, build_dir,
@@ -536,10 +555,15 @@ def _records_for(result: PipelineResult, variants: Mapping[str, PipelineResult],
     return records
 
 
-def _partition(build_dir: Path, providers, session_options) -> Partition:
+def _providers(build: BuildReport) -> list[tuple[str, dict[str, Any]]]:
+    return [(p["name"], dict(p["options"])) for p in build.providers]
+
+
+def _partition(build_dir: Path, build: BuildReport) -> Partition:
     """Which provider runs each node of the build, from onnxruntime's own assignment."""
-    options = dict(session_options)
+    options = dict(build.session_options)
     options["config_entries"] = {**options.get("config_entries", {}), **RECORD_ASSIGNMENT}
+    providers = _providers(build)
     try:
         session = create_session(build_dir / MODEL_FILE, options, providers, base_dir=build_dir)
     except ORT_ERRORS as exc:
@@ -552,33 +576,71 @@ def _partition(build_dir: Path, providers, session_options) -> Partition:
     )
 
 
-def _memory_report(run: Checks, model: onnx.ModelProto, records: Sequence[PassRecord],
-                   build_dir: Path, providers, session_options, availability) -> MemoryReport:
+def _choose_memory_settings(run: Checks, target: Target, build_dir: Path, providers, session_options,
+                            records: Sequence[PassRecord], availability,
+                            planned_arena_bytes: int) -> tuple[MemoryChoice | None, str]:
+    """The target's memory settings measured on the build (hwopt.memory.settings), or why not."""
+    if not target.memory_settings:
+        return None, f"{providers[0][0]} manages its own memory: the target's settings ship unmeasured"
+    if not availability.available:
+        return None, availability.reason
+    if not run.options.benchmark:
+        return None, "not chosen: measurement skipped (--no-bench); the target's defaults ship"
+    if not run.options.memory_search:
+        return None, "not chosen: --no-memory-search; the target's defaults ship"
+    if run.options.session_overrides:
+        return None, "not chosen: the session options given (hwopt tune's) ship as they are"
+    reordered = (session_options.get("execution_order") == "priority_based"
+                 and any(r.name == "reorder" and r.status == "applied" for r in records))
+    try:
+        choice = choose_settings(build_dir / MODEL_FILE, session_options, providers, run.feeds[0],
+                                 target.memory_settings, run.options.optimize_for,
+                                 seconds=max(0.5, run.options.bench.target_seconds / 2), check_order=reordered,
+                                 planned_arena_bytes=planned_arena_bytes, base_dir=build_dir)
+    except MeasurementFailed as exc:
+        return None, f"not chosen: {exc}"
+    return choice, ""
+
+
+def _memory_report(run: Checks, analysis: MemoryAnalysis, records: Sequence[PassRecord],
+                   build_dir: Path, build: BuildReport, availability, choice: MemoryChoice | None) -> MemoryReport:
+    """The static picture of original and build, and their measured peaks: the original under
+    onnxruntime's defaults (hwopt's thread count), the build as it deploys (as ``choice``
+    measured it, where it did)."""
     report = MemoryReport(
         original=analyze_memory(run.loaded.proto, run.specs, feeds=run.feeds[0]),
-        build=analyze_memory(model, run.specs, feeds=run.feeds[0]),
+        build=analysis,
         reorder=next((r.metrics for r in reversed(records)
                       if r.name == "reorder" and r.status == "applied"), None),
-        ort_settings={key: session_options.get(key) for key in MEMORY_SETTINGS},
+        ort_settings={**{key: build.session_options.get(key) for key in MEMORY_SETTINGS},
+                      **{key: build.session_options[key] for key in MEMORY_EXTRAS if build.session_options.get(key)}},
+        settings=choice,
     )
     if not availability.available:
         report.not_measured = availability.reason
-    elif not run.options.benchmark:
+        return report
+    if not run.options.benchmark:
         report.not_measured = "measurement skipped (--no-bench)"
-    else:
-        listed = [{"name": n, "options": dict(o)} for n, o in providers]
-        with tempfile.TemporaryDirectory(prefix="hwopt-feeds-") as tmp:
-            feeds_path = Path(tmp) / "feeds.npz"
-            save_npz(feeds_path, run.feeds[0])
-            report.measured_original = measure_session_memory(run.loaded.path, listed, session_options, feeds_path)
-            report.measured_build = measure_session_memory(build_dir / MODEL_FILE, listed, session_options, feeds_path,
-                                                           base_dir=build_dir)
+        return report
+    listed = [{"name": n, "options": dict(o)} for n, o in _providers(build)]
+    with tempfile.TemporaryDirectory(prefix="hwopt-feeds-") as tmp:
+        feeds_path = Path(tmp) / "feeds.npz"
+        save_npz(feeds_path, run.feeds[0])
+        report.measured_original = measure_session_memory(run.loaded.path, listed, default_session_options("all"),
+                                                          feeds_path)
+        report.measured_build = choice.deployed_result.memory if choice else None
+        if report.measured_build is None:
+            report.measured_build = measure_session_memory(build_dir / MODEL_FILE, listed, build.session_options,
+                                                           feeds_path, base_dir=build_dir)
+    report.floor = Floor(weight_bytes=analysis.weight_bytes, arena_bytes=analysis.planned_arena_bytes,
+                         io_bytes=analysis.input_bytes + analysis.output_bytes, session_bytes=empty_session_bytes())
     return report
 
 
-def _benchmark(loaded: LoadedModel, build_dir: Path, providers, session_options,
+def _benchmark(loaded: LoadedModel, build_dir: Path, build: BuildReport,
                feeds: Mapping[str, np.ndarray], config: BenchConfig) -> Latency:
-    options = bench_session_options(session_options)
+    """The original and the build, interleaved, both under the build's settings."""
+    options, providers = bench_session_options(build.session_options), _providers(build)
     original = create_session(loaded.path, options, providers, base_dir=build_dir)
     optimized = create_session(build_dir / MODEL_FILE, options, providers, base_dir=build_dir)
     stats = measure_latency(

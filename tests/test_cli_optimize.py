@@ -58,7 +58,17 @@ def test_optimize_json_builds_every_sample(sample: Path, tmp_path: Path) -> None
     assert manifest["providers"] == [{"name": "CPUExecutionProvider", "options": {}}]
     assert manifest["files"]["model.onnx"] == sha256(out / "model.onnx")
     assert manifest["source"]["sha256"] == before
-    assert manifest["session_options"]["graph_optimization_level"] == "all"
+    # The memory setting the build measured and chose, over the target's session options.
+    settings = memory["settings"]
+    deployed = next(c["setting"] for c in settings["candidates"] if c["setting"]["label"] == settings["chosen"])
+    target_options = get_target("cpu").session_options()
+    expected = {**target_options, **deployed["overrides"]}
+    if "config_entries" in deployed["overrides"]:
+        expected["config_entries"] = {**target_options.get("config_entries", {}),
+                                      **deployed["overrides"]["config_entries"]}
+    if settings["execution_order"] and not settings["execution_order"]["kept"]:
+        expected["execution_order"] = "default"
+    assert manifest["session_options"] == build["session_options"] == expected
 
     built = onnx.load(str(out / "model.onnx"))
     onnx.checker.check_model(built, full_check=True)

@@ -63,7 +63,7 @@ def test_unknown_pass_option_is_an_error(tmp_path: Path) -> None:
 def test_cli_flag_beats_config(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[pipeline]\npasses = ["fold_batchnorm"]\n[bench]\nenabled = false\n')
-    proc = invoke_cli("optimize", SAMPLES / "resnext_tiny.onnx", "-c", path, "--passes", "simplify",
+    proc = invoke_cli("optimize", "--no-memory-search", SAMPLES / "resnext_tiny.onnx", "-c", path, "--passes", "simplify",
                       "--precision", "fp32",
                    "-o", tmp_path / "b", "--json")
     assert proc.returncode == 0, proc.stderr

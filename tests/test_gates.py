@@ -11,7 +11,7 @@ SAMPLE = SAMPLES / "resnext_tiny.onnx"
 
 
 def _run(tmp_path: Path, *flags: str):
-    return invoke_cli("optimize", SAMPLE, "-o", tmp_path / "b", "--precision", "fp32", "--bench-seconds", "0.2",
+    return invoke_cli("optimize", "--no-memory-search", SAMPLE, "-o", tmp_path / "b", "--precision", "fp32", "--bench-seconds", "0.2",
                       "--json", *flags)
 
 

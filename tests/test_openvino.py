@@ -129,7 +129,7 @@ def test_openvino_int8_build_on_photos(tmp_path: Path) -> None:
 
 @needs_openvino
 def test_cpu_and_openvino_in_one_report(tmp_path: Path) -> None:
-    report = _json(invoke_cli("optimize", SAMPLE, "--target", "cpu,openvino", "--precision", "fp32", "-o",
+    report = _json(invoke_cli("optimize", "--no-memory-search", SAMPLE, "--target", "cpu,openvino", "--precision", "fp32", "-o",
                               tmp_path / "b", "--json", "--bench-seconds", "0.2"))
     assert [b["target"] for b in report["builds"]] == ["cpu", "openvino"]
     race = report["target_race"]

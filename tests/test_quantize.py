@@ -106,7 +106,7 @@ def test_forced_int8_ships_even_over_budget(tmp_path: Path, monkeypatch) -> None
     monkeypatch.chdir(cwd)  # onnxruntime's tools write temporaries to the working directory
     calib = tmp_path / "calib.npz"
     np.savez(calib, input=np.random.default_rng(0).standard_normal((10, 1, 3, 96, 96)).astype(np.float32))
-    proc = invoke_cli("optimize", SAMPLE, "-o", tmp_path / "b", "--precision", "int8", "--force-precision",
+    proc = invoke_cli("optimize", "--no-memory-search", SAMPLE, "-o", tmp_path / "b", "--precision", "int8", "--force-precision",
                       "--calib", calib, "--max-accuracy-drop", "abs=0", "--bench-seconds", "0.2", "--no-bench",
                       "--json")
     # Forced INT8 ships; --max-accuracy-drop is also a CI gate, which the forced build fails.
@@ -137,7 +137,7 @@ def test_calibration_sample_stands_in_for_generated_feeds(tmp_path: Path, monkey
     np.savez(calib, x=np.random.default_rng(0).standard_normal((8, 1, 16)).astype(np.float32))
     generated = invoke_cli("optimize", path, "-o", tmp_path / "g", "--no-bench", "--json")
     assert generated.returncode == 2 and "the model does not run" in generated.stderr
-    proc = invoke_cli("optimize", path, "-o", tmp_path / "b", "--precision", "auto", "--calib", calib,
+    proc = invoke_cli("optimize", "--no-memory-search", path, "-o", tmp_path / "b", "--precision", "auto", "--calib", calib,
                       "--no-bench", "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
@@ -250,7 +250,7 @@ def test_without_real_data_static_int8_is_timed_but_never_a_candidate(tmp_path: 
 
 
 def test_calib_generated_lets_static_int8_compete_with_a_loud_warning(tmp_path: Path) -> None:
-    proc = invoke_cli("optimize", SAMPLE, "-o", tmp_path / "b", "--calib", "generated", "--calib-samples", "4",
+    proc = invoke_cli("optimize", "--no-memory-search", SAMPLE, "-o", tmp_path / "b", "--calib", "generated", "--calib-samples", "4",
                       "--bench-seconds", "0.1", "--no-bench", "--force-precision", "--precision", "int8",
                       "--max-accuracy-drop", "abs=0", "--json")
     assert proc.returncode == 3, proc.stderr  # nothing meets abs=0; forced INT8 ships

@@ -147,7 +147,7 @@ def test_target_option_flag(tmp_path: Path) -> None:
 
 def test_several_targets_one_run_one_comparing_report(tmp_path: Path) -> None:
     out = tmp_path / "b"
-    proc = invoke_cli("optimize", SAMPLE, "--target", "cpu,cuda,tensorrt,gpu", "-o", out, "--precision", "fp32",
+    proc = invoke_cli("optimize", "--no-memory-search", SAMPLE, "--target", "cpu,cuda,tensorrt,gpu", "-o", out, "--precision", "fp32",
                       "--no-bench", "--json")
     report = _json(proc)
     assert [b["target"] for b in report["builds"]] == ["cpu", "cuda", "tensorrt"]  # gpu is cuda or tensorrt

@@ -16,6 +16,7 @@ from hwopt.graph_choice import GraphChoice
 from hwopt.hostinfo import HostInfo
 from hwopt.memory.analysis import MemoryAnalysis
 from hwopt.memory.probe import SessionMemory
+from hwopt.memory.settings import Floor, MemoryChoice
 from hwopt.model.inputs import InputSpec
 from hwopt.model.stats import ModelStats
 from hwopt.passes.pipeline import PassRecord
@@ -124,6 +125,10 @@ class MemoryReport:
     measured_build: SessionMemory | None = None
     not_measured: str | None = None
     ort_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The memory settings chosen by measurement, or why none were (settings_note).
+    settings: MemoryChoice | None = None
+    settings_note: str = ""
+    floor: Floor | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,7 +140,11 @@ class MemoryReport:
                 "build": self.measured_build.to_dict() if self.measured_build else None,
                 "not_measured_reason": self.not_measured,
                 "ort_settings": dict(self.ort_settings),
+                "original_settings": "onnxruntime's defaults (hwopt's thread count)",
             },
+            "floor": self.floor.to_dict() if self.floor else None,
+            "settings": self.settings.to_dict() if self.settings else None,
+            "settings_note": self.settings_note,
         }
 
 
@@ -331,6 +340,8 @@ def _build_tables(build: BuildReport, explain: bool) -> list[Table]:
         tables.append(_precision_table(build.target, build.precision, build.original.serialized_bytes))
     if build.memory is not None:
         tables.append(_memory_table(build.target, build.memory))
+        if build.memory.settings is not None:
+            tables.append(_memory_settings_table(build.target, build.memory.settings))
     tables.append(_passes_table(build))
     if explain:
         tables.append(
@@ -452,15 +463,27 @@ def _memory_table(target: str, memory: MemoryReport) -> Table:
         ("peak live activations", fmt_bytes(before.peak_live_bytes), fmt_bytes(after.peak_live_bytes)),
     ]
     if memory.measured_original and memory.measured_build:
-        rows.append(("measured session peak RSS", fmt_bytes(memory.measured_original.session_bytes),
-                     fmt_bytes(memory.measured_build.session_bytes)))
+        original, build = memory.measured_original.session_bytes, memory.measured_build.session_bytes
+        rows.append(("measured session peak RSS", fmt_bytes(original),
+                     f"{fmt_bytes(build)} ({build / original:.2f}x)" if original > 0 else fmt_bytes(build)))
     else:
         rows.append(("measured session peak RSS", "not measured", memory.not_measured or ""))
+    floor = memory.floor.total if memory.floor else None
+    if floor and memory.measured_build:
+        rows.append(("floor (weights + planned arena + I/O + empty session)", "",
+                     f"{fmt_bytes(floor)} (peak {memory.measured_build.session_bytes / floor:.2f}x)"))
     notes = [
         "planned arena: offsets for every activation in one buffer (memory_plan.json); lower bound: "
         "the most bytes live at once, rounded to the 64-byte alignment; peak RSS: each session in "
-        "a fresh process, " + ", ".join(f"{k}={v}" for k, v in memory.ort_settings.items()),
+        "a fresh process, above a bare import of onnxruntime; the original under onnxruntime's defaults "
+        "(hwopt's thread count), the build as it deploys: " + ", ".join(f"{k}={v}" for k, v in memory.ort_settings.items()),
     ]
+    if memory.floor and floor:
+        notes.append(f"floor: weights {fmt_bytes(memory.floor.weight_bytes)} + planned arena "
+                     f"{fmt_bytes(memory.floor.arena_bytes)} + inputs and outputs {fmt_bytes(memory.floor.io_bytes)} "
+                     f"+ a session of an empty graph {fmt_bytes(memory.floor.session_bytes or 0)} (measured)")
+    if memory.settings_note:
+        notes.append(f"memory settings: {memory.settings_note}")
     if memory.reorder:
         notes.append(
             f"reorder: peak live {fmt_bytes(memory.reorder['peak_live_bytes_before'])} -> "
@@ -472,6 +495,20 @@ def _memory_table(target: str, memory: MemoryReport) -> Table:
                      + ", ".join(unknown[:5]))
     return Table(title=f"[{target}] Memory", columns=("", "original", "build"),
                  numeric=("original", "build"), rows=rows, notes=notes)
+
+
+def _memory_settings_table(target: str, choice: MemoryChoice) -> Table:
+    rows = [(r.setting.label, fmt_bytes(r.peak_bytes) if r.peak_bytes is not None else "-",
+             f"{r.vs_fastest:.3f}x" if r.vs_fastest is not None else "-",
+             r.status, r.reason or r.setting.description) for r in choice.results]
+    notes = [f"{choice.goal}: {choice.chosen.setting.label}, {choice.reason}",
+             "peak: each setting's session in a fresh process; p50 vs fastest: over the fastest of the same race, "
+             "the median of up to 3 races with fresh sessions, all settings interleaved in one process"]
+    if choice.order is not None:
+        notes.append(f"the reorder pass's node order (priority-based execution): {choice.order.reason}")
+    return Table(title=f"[{target}] Memory settings (chosen by measurement, --optimize-for {choice.goal})",
+                 columns=("setting", "peak RSS", "p50 vs fastest", "status", "what / why"),
+                 numeric=("peak RSS", "p50 vs fastest"), rows=rows, notes=notes)
 
 
 def _passes_table(build: BuildReport) -> Table:

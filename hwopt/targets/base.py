@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import onnx
 
+from hwopt.memory.settings import MemorySetting
 from hwopt.model.inputs import InputSpec
 from hwopt.session import Providers, default_session_options
 
@@ -89,6 +90,9 @@ class Target(abc.ABC):
     # Float graph variants kept only where they measure faster (hwopt.graph_choice): a label,
     # and the passes that run before the target's pipeline to make the variant.
     measured_variants: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    # The memory settings a build of this target chooses among by measurement, onnxruntime's
+    # defaults first (hwopt.memory.settings); empty where the provider manages its own memory.
+    memory_settings: ClassVar[tuple[MemorySetting, ...]] = ()
     # Target options (``--target-option cuda.cuda_graph=true``) with their defaults.
     option_defaults: ClassVar[Mapping[str, Any]] = {}
 
@@ -130,6 +134,7 @@ class Target(abc.ABC):
             "measured_variants": {label: list(passes) for label, passes in self.measured_variants.items()},
             "precisions": list(self.precisions),
             "int8_formats": list(self.int8_formats),
+            "memory_settings": [s.label for s in self.memory_settings],
             "options": dict(self.options),
             "alias_note": self.alias_note,
             "availability": self.availability().to_dict(),

@@ -6,6 +6,7 @@ from typing import Any
 
 import onnxruntime as ort
 
+from hwopt.memory.settings import CPU_SETTINGS
 from hwopt.session import Providers, default_session_options
 from hwopt.targets.base import Availability, Target
 
@@ -49,6 +50,9 @@ CPU_PASSES = (
     "localize_initializers",
     "reorder",
 )
+# For providers that compile the whole graph and schedule it themselves (TensorRT's engine,
+# OpenVINO's plugin): onnxruntime's node order, which the reorder pass sets, does not reach them.
+COMPILED_PASSES = tuple(p for p in CPU_PASSES if p != "reorder")
 
 
 class CpuTarget(Target):
@@ -59,6 +63,7 @@ class CpuTarget(Target):
     pass_options = {"simplify": {"optimize": False}}
     precisions = ("fp32", "int8")
     int8_formats = ("qdq", "qoperator")
+    memory_settings = CPU_SETTINGS
     # onnxruntime's fused transformer kernels are not faster on every model and host: the build
     # keeps them only where they measure faster. The fusions run first, on the exporter's
     # graph, whose patterns onnxruntime's matchers know: after remove_noops has dropped a

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hwopt.session import Providers
+from hwopt.session import Providers, default_session_options
 from hwopt.targets.base import Availability, BuildContext, Check, Target, TargetBuild
 from hwopt.targets.cpu import CPU_PASSES
 from hwopt.targets.fp16 import FP16_TOLERANCE, check_fp16, convert_to_fp16
@@ -58,6 +58,10 @@ class CudaTarget(Target):
     pass_options = {"simplify": {"optimize": False}}
     precisions = ("fp32", "fp16")
     option_defaults = {"device_id": 0, "conv_algo_search": "EXHAUSTIVE", "cuda_graph": False}
+
+    def session_options(self) -> dict[str, Any]:
+        # The reorder pass's order runs only with priority-based ordering (see CpuTarget).
+        return {**default_session_options(level="all"), "execution_order": "priority_based"}
 
     def providers(self) -> Providers:
         return (("CUDAExecutionProvider", cuda_provider_options(self.options)), ("CPUExecutionProvider", {}))

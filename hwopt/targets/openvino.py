@@ -25,7 +25,7 @@ from typing import Any
 from hwopt.errors import UsageError, one_line
 from hwopt.session import ORT_ERRORS, Providers, create_session, run_session
 from hwopt.targets.base import Availability, BuildContext, Check, Target, TargetBuild
-from hwopt.targets.cpu import CPU_PASSES
+from hwopt.targets.cpu import COMPILED_PASSES
 from hwopt.targets.providers import openvino_devices, provider_availability
 from hwopt.verify import VERIFY_SESSION_OPTIONS, compare_outputs
 
@@ -39,7 +39,7 @@ MIN_COSINE = 0.99
 class OpenvinoTarget(Target):
     name = "openvino"
     description = "ONNX Runtime OpenVINO execution provider (Intel CPU; GPU/NPU by option), QDQ INT8"
-    default_passes = CPU_PASSES
+    default_passes = COMPILED_PASSES
     pass_options = {"simplify": {"optimize": False}}
     precisions = ("fp32", "fp16", "int8")
     # OpenVINO folds Q/DQ pairs into its own INT8 kernels; QOperator ops gain nothing there.

@@ -24,7 +24,7 @@ import onnx
 from hwopt.errors import UsageError, one_line
 from hwopt.session import Providers
 from hwopt.targets.base import Availability, BuildContext, Check, Target, TargetBuild
-from hwopt.targets.cpu import CPU_PASSES
+from hwopt.targets.cpu import COMPILED_PASSES
 from hwopt.targets.cuda import cuda_provider_options
 from hwopt.targets.providers import provider_availability
 
@@ -65,7 +65,7 @@ def write_trt_calibration_table(model: onnx.ModelProto, samples, folder: Path) -
 class TensorrtTarget(Target):
     name = "tensorrt"
     description = "ONNX Runtime TensorRT execution provider (FP16 or INT8 engines), CUDA fallback"
-    default_passes = CPU_PASSES
+    default_passes = COMPILED_PASSES
     pass_options = {"simplify": {"optimize": False}}
     precisions = ("fp32", "fp16", "int8")
     option_defaults = {

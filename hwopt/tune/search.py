@@ -631,8 +631,9 @@ class Tuner:
 
     def _measure_memory(self) -> None:
         """Peak RSS of the finalists, then of the memory-minded variants, while time lasts."""
+        memory_minded = {m.label for m in self.target.memory_settings}
         order = sorted((c for c in self.candidates.values() if c.usable and c.memory_bytes is None),
-                       key=lambda c: (not c.final, "arena" not in c.variant and "mem" not in c.variant, c.ratio))
+                       key=lambda c: (not c.final, c.variant not in memory_minded, c.ratio))
         # The final race's entrants are measured even a little past the budget: the memory
         # front and the table need them, and there are at most a handful.
         with tempfile.TemporaryDirectory(prefix="hwopt-tune-") as tmp:

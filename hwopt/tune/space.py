@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from hwopt.memory.settings import MemorySetting
 from hwopt.session import Providers, physical_cores
 from hwopt.targets.base import Target
 
@@ -42,7 +43,10 @@ class SessionVariant:
     provider_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def apply(self, base: Mapping[str, Any]) -> dict[str, Any]:
-        return dict(self.overrides) if self.replace else {**base, **self.overrides}
+        if self.replace:
+            return dict(self.overrides)
+        # Config entries add to the target's rather than replacing them.
+        return MemorySetting(self.name, self.description, self.overrides).session_options(base)
 
     def providers(self, base: Providers) -> list[tuple[str, dict[str, Any]]]:
         out = [(name, dict(options)) for name, options in base]
@@ -88,11 +92,13 @@ def session_variants(target: Target) -> list[SessionVariant]:
                        {"graph_optimization_level": "extended"}),
         SessionVariant("opt-basic", "graph optimization level basic", {"graph_optimization_level": "basic"}),
         SessionVariant("order-ort", "onnxruntime's own node order", {"execution_order": "default"}),
-        SessionVariant("no-mem-pattern", "memory pattern off", {"enable_mem_pattern": False}),
     ]
+    # The memory settings hwopt optimize chooses among (the first is the target's own; one that
+    # sizes its arena from a build's plan has no build to size from here).
+    out += [SessionVariant(m.label, m.description, m.overrides) for m in target.memory_settings[1:]
+            if not m.plan_chunk]
     if target.providers()[0][0] != "CPUExecutionProvider":
         return out + _provider_variants(target)
-    out.append(SessionVariant("no-arena", "CPU memory arena off (less memory held)", {"enable_cpu_mem_arena": False}))
     if cores > 1:
         out.append(SessionVariant("threads-1", "one intra-op thread", {"intra_op_num_threads": 1}))
         out.append(SessionVariant("parallel", "parallel execution mode across branches",

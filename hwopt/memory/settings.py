@@ -1,0 +1,380 @@
+"""The memory settings a build deploys with, chosen by measurement.
+
+``memory_plan.json`` proves how few activation bytes a model needs; onnxruntime never executes
+that plan. What the deployed process holds depends on the session's settings: the memory
+pattern (a block sized from the first run, kept beside the arena), the CPU arena and how it
+grows (by powers of two, or by exactly what is asked), prepacked weights (a second, packed copy
+of every GEMM/Conv weight), arena shrinkage after each run, and the node order. Measured on
+PP-OCRv4 det at 640x640, these alone move a session's peak by about a third.
+
+So a build does not assume: each candidate setting of the target's runs in a fresh process
+(peak resident bytes above a bare ``import onnxruntime``, hwopt.memory.probe), all of them are
+timed interleaved in one process, and the goal picks one:
+
+* ``latency``: the fastest;
+* ``memory``: the lowest peak;
+* ``balanced`` (the default): the lowest peak whose p50 is within BALANCED_SLACK of the fastest.
+
+Speed is a setting's p50 over the fastest p50 of the same race, the median over RACES races
+with fresh sessions: one race of nine sessions on these hosts put settings that run the same
+kernels 3-8% apart (PP-OCRv4 rec), and the fastest of nine noisy figures is itself low.
+
+Ties go to the earlier candidate in the target's list, which starts from onnxruntime's defaults.
+The chosen setting's session options, environment allocator and run options go into
+``build.json``, and ``hwopt.runtime.load`` and ``hwopt bench`` apply all of them, so what was
+measured is what deploys.
+
+The floor the report measures against: the build's weights, its planned arena, its inputs and
+outputs, and what a session of an empty graph costs (measured).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import functools
+import statistics
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from hwopt.bench import BenchConfig, bench_session_options, measure_latency
+from hwopt.config import GOALS
+from hwopt.errors import one_line
+from hwopt.memory.probe import MeasurementFailed, SessionMemory, measure_session_memory
+from hwopt.model.inputs import save_npz
+from hwopt.session import ORT_ERRORS, Providers, create_session, physical_cores
+
+# balanced: a setting may be this much slower than the fastest (the median of its races).
+BALANCED_SLACK = 1.03
+RACES = 3
+# A setting this much slower than the fastest in the first race runs no more races: it changes
+# the kernels (no NCHWc layout: 1.9x on PP-OCRv4 rec), and no race will bring it within reach.
+CLEARLY_SLOWER = 1.15
+# The reorder pass's order may cost this much p50 against onnxruntime's own order before it
+# must lower the peak to stay; a peak within PEAK_TIE of the other is no lower.
+ORDER_SLACK = 1.02
+PEAK_TIE = 0.01
+# The probe runs each session this many times: the arena and the pattern settle on the first.
+PROBE_RUNS = 3
+MIB = 1 << 20
+# Sessions that share the environment allocator say so with a config entry.
+USE_ENV_ALLOCATORS = {"session.use_env_allocators": "1"}
+# Memory pattern off, and an environment allocator that grows by exactly the bytes asked
+# (OrtArenaCfg kSameAsRequested), not by the next power of two.
+EXACT_ARENA = {"enable_mem_pattern": False, "env_allocator": {"arena_extend_strategy": 1},
+               "config_entries": USE_ENV_ALLOCATORS}
+NO_PREPACK = {"session.disable_prepacking": "1"}
+# Graph optimization level extended: no layout transformation at load (the CPU provider's
+# NCHWc copies of convolution weights), which lowers the load-time peak; measured for speed
+# like every setting, since NCHWc convolutions are often faster.
+NO_LAYOUT = {"graph_optimization_level": "extended"}
+
+
+@dataclasses.dataclass(frozen=True)
+class MemorySetting:
+    """One way to run a session: overrides of the target's session options, in the keys of
+    hwopt.session (``env_allocator`` and ``run_options`` included); config entries are merged
+    into the target's, not replacing them."""
+
+    label: str
+    description: str
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # The environment arena's first chunk is the build's planned arena (memory_plan.json),
+    # rounded up to a MiB: filled in by ``for_plan``.
+    plan_chunk: bool = False
+
+    def for_plan(self, arena_bytes: int) -> MemorySetting:
+        """This setting with the planned arena filled in (itself when it takes none)."""
+        if not self.plan_chunk:
+            return self
+        chunk = max(1, -(-arena_bytes // MIB)) * MIB
+        overrides = {**self.overrides, "env_allocator": {**self.overrides["env_allocator"],
+                                                         "initial_chunk_size_bytes": chunk}}
+        return dataclasses.replace(self, overrides=overrides, plan_chunk=False,
+                                   description=f"{self.description}: {chunk // MIB} MiB")
+
+    def session_options(self, base: Mapping[str, Any]) -> dict[str, Any]:
+        options = {**base, **self.overrides}
+        entries = {**base.get("config_entries", {}), **self.overrides.get("config_entries", {})}
+        if entries:
+            options["config_entries"] = entries
+        return options
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "description": self.description, "overrides": dict(self.overrides)}
+
+
+# The CPU provider's candidates, onnxruntime's defaults first. Execution order is not among
+# them: it is the reorder pass's business and is decided after (see ``choose_settings``).
+CPU_SETTINGS = (
+    MemorySetting("pattern+arena", "onnxruntime's defaults: memory pattern and CPU arena on"),
+    MemorySetting("no-pattern", "memory pattern off (no block sized from the first run beside the arena)",
+                  {"enable_mem_pattern": False}),
+    MemorySetting("no-arena", "CPU arena off (each tensor from malloc), memory pattern on",
+                  {"enable_cpu_mem_arena": False}),
+    MemorySetting("exact-arena", "memory pattern off; a shared arena that grows by exactly what is asked "
+                  "(kSameAsRequested, environment allocator)", EXACT_ARENA),
+    MemorySetting("planned-arena", "memory pattern off; a shared arena whose first chunk is the planned arena "
+                  "(memory_plan.json), growing by powers of two",
+                  {**EXACT_ARENA, "env_allocator": {"arena_extend_strategy": 0}}, plan_chunk=True),
+    MemorySetting("exact-arena-no-prepack", "as exact-arena, and weights not prepacked (one copy of each)",
+                  {**EXACT_ARENA, "config_entries": {**USE_ENV_ALLOCATORS, **NO_PREPACK}}),
+    MemorySetting("exact-arena-no-layout", "as exact-arena, at graph optimization level extended (no NCHWc "
+                  "weight copies at load)", {**EXACT_ARENA, **NO_LAYOUT}),
+    MemorySetting("exact-arena-lean", "as exact-arena, no prepacking and no layout transformation",
+                  {**EXACT_ARENA, **NO_LAYOUT, "config_entries": {**USE_ENV_ALLOCATORS, **NO_PREPACK}}),
+    MemorySetting("no-pattern-shrink", "memory pattern off; the arena shrinks back after every run",
+                  {"enable_mem_pattern": False, "run_options": {"memory.enable_memory_arena_shrinkage": "cpu:0"}}),
+)
+
+
+@dataclasses.dataclass
+class SettingResult:
+    setting: MemorySetting
+    memory: SessionMemory | None = None  # measured in a fresh process
+    p50s_ms: list[float] = dataclasses.field(default_factory=list)  # one per race it ran in
+    ratios: list[float] = dataclasses.field(default_factory=list)  # p50 / the race's fastest p50
+    status: str = "tried"  # tried | chosen | failed
+    reason: str = ""
+
+    @property
+    def peak_bytes(self) -> int | None:
+        """The session's peak above a bare ``import onnxruntime``."""
+        return self.memory.session_bytes if self.memory is not None else None
+
+    @property
+    def p50_ms(self) -> float | None:
+        return float(np.median(self.p50s_ms)) if self.p50s_ms else None
+
+    @property
+    def vs_fastest(self) -> float | None:
+        return float(np.median(self.ratios)) if self.ratios else None
+
+    @property
+    def measured(self) -> bool:
+        return self.peak_bytes is not None and self.vs_fastest is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "setting": self.setting.to_dict(),
+            "peak_bytes": self.peak_bytes,
+            "p50_ms": self.p50_ms,
+            "races_p50_ms": list(self.p50s_ms),
+            "vs_fastest": self.vs_fastest,
+            "status": self.status,
+            "reason": self.reason,
+        }
+
+
+@dataclasses.dataclass
+class OrderCheck:
+    """The reorder pass's order (priority-based execution) against onnxruntime's own, both
+    with the chosen setting: it stays unless onnxruntime's order peaks no higher and runs
+    faster beyond ORDER_SLACK."""
+
+    kept: bool
+    reorder: SettingResult
+    ort_order: SettingResult
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kept": self.kept, "reason": self.reason,
+                "reorder": {"peak_bytes": self.reorder.peak_bytes, "p50_ms": self.reorder.p50_ms},
+                "ort_order": {"peak_bytes": self.ort_order.peak_bytes, "p50_ms": self.ort_order.p50_ms}}
+
+
+@dataclasses.dataclass
+class MemoryChoice:
+    """Every candidate's peak and p50, the one chosen and why."""
+
+    goal: str
+    results: list[SettingResult]
+    chosen: SettingResult
+    reason: str
+    order: OrderCheck | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "goal": self.goal,
+            "chosen": self.chosen.setting.label,
+            "reason": self.reason,
+            "candidates": [r.to_dict() for r in self.results],
+            "execution_order": self.order.to_dict() if self.order else None,
+        }
+
+    @property
+    def deployed_result(self) -> SettingResult:
+        """The setting the build records, with its figures: the chosen one, in the order the
+        order check kept."""
+        return self.order.ort_order if self.order and not self.order.kept else self.chosen
+
+    @property
+    def deployed(self) -> MemorySetting:
+        return self.deployed_result.setting
+
+
+@dataclasses.dataclass(frozen=True)
+class Floor:
+    """The least a session of the build can hold: weights, the planned arena, inputs and
+    outputs, and what a session of an empty graph costs (None: not measured)."""
+
+    weight_bytes: int
+    arena_bytes: int
+    io_bytes: int
+    session_bytes: int | None
+
+    @property
+    def total(self) -> int | None:
+        if self.session_bytes is None:
+            return None
+        return self.weight_bytes + self.arena_bytes + self.io_bytes + self.session_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "total_bytes": self.total}
+
+
+def choose_settings(model: Path, base: Mapping[str, Any], providers: Providers, feeds: Mapping[str, np.ndarray],
+                    settings: Sequence[MemorySetting], goal: str, seconds: float, check_order: bool,
+                    planned_arena_bytes: int, base_dir: Path | None = None) -> MemoryChoice:
+    """Measure every setting (peak in fresh processes, p50 interleaved here), pick by ``goal``,
+    then, with ``check_order``, whether the reorder pass's order earns its place."""
+    settings = [s.for_plan(planned_arena_bytes) for s in settings]
+    with tempfile.TemporaryDirectory(prefix="hwopt-memory-") as tmp:
+        feeds_path = Path(tmp) / "feeds.npz"
+        save_npz(feeds_path, feeds)
+        results = [SettingResult(setting) for setting in settings]
+        measure_peaks(results, model, base, providers, feeds_path, base_dir)
+        time_settings(results, model, base, providers, feeds, seconds, base_dir)
+        choice = choose(results, goal)
+        if check_order:
+            chosen = choice.chosen.setting
+            other = SettingResult(dataclasses.replace(
+                chosen, label=f"{chosen.label}+ort-order", description=f"{chosen.label} in onnxruntime's own node order",
+                overrides={**chosen.overrides, "execution_order": "default"}))
+            mine = SettingResult(chosen, memory=choice.chosen.memory)
+            measure_peaks([other], model, base, providers, feeds_path, base_dir)
+            time_settings([mine, other], model, base, providers, feeds, seconds, base_dir)
+            choice.order = order_check(mine, other)
+    return choice
+
+
+def order_check(mine: SettingResult, other: SettingResult) -> OrderCheck:
+    """Keep the reorder pass's order where it peaks lower, or costs no measurable latency."""
+    if not (mine.measured and other.measured):
+        return OrderCheck(True, mine, other, "onnxruntime's own order could not be measured")
+    ratio = float(np.median([a / b for a, b in zip(mine.p50s_ms, other.p50s_ms)]))
+    lower = mine.peak_bytes < other.peak_bytes * (1 - PEAK_TIE)  # type: ignore[operator]
+    figures = (f"peak {_mib(mine.peak_bytes)} against {_mib(other.peak_bytes)} in onnxruntime's own order, "
+               f"p50 {ratio:.3f}x")
+    if lower or ratio <= ORDER_SLACK:
+        return OrderCheck(True, mine, other, f"kept: {figures}")
+    return OrderCheck(False, mine, other, f"not deployed: {figures}, and no lower peak to pay for it")
+
+
+def measure_peaks(results: Sequence[SettingResult], model: Path, base: Mapping[str, Any], providers: Providers,
+                  feeds_path: Path, base_dir: Path | None = None) -> None:
+    """Each candidate's peak, in a fresh process of its own; one process per core at a time
+    (a process's peak RSS is its own, whatever runs beside it)."""
+    listed = [{"name": n, "options": dict(o)} for n, o in providers]
+
+    def probe(result: SettingResult) -> None:
+        setting = result.setting
+        try:
+            result.memory = measure_session_memory(model, listed, setting.session_options(base), feeds_path,
+                                                   runs=PROBE_RUNS, base_dir=base_dir)
+        except MeasurementFailed as exc:
+            result.status, result.reason = "failed", str(exc)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=physical_cores()) as pool:
+        list(pool.map(probe, results))
+
+
+def time_settings(results: Sequence[SettingResult], model: Path, base: Mapping[str, Any], providers: Providers,
+                  feeds: Mapping[str, np.ndarray], seconds: float, base_dir: Path | None = None) -> None:
+    """Every measured candidate's p50 in RACES races, interleaved in this process with fresh
+    sessions each race; after the first, the clearly slower ones stop."""
+    running = [r for r in results if r.status != "failed"]
+    for race in range(RACES):
+        stats = _race(running, model, base, providers, feeds, seconds, base_dir)
+        if not stats:
+            return
+        fastest = min(st.p50_ms for st in stats.values())
+        for result in running:
+            if result.setting.label in stats:
+                result.p50s_ms.append(stats[result.setting.label].p50_ms)
+                result.ratios.append(result.p50s_ms[-1] / fastest)
+        if race == 0:
+            for result in running:
+                if result.ratios and result.ratios[0] > CLEARLY_SLOWER:
+                    result.reason = f"{result.ratios[0]:.2f}x the fastest in the first race: no more races"
+            running = [r for r in running if r.ratios and r.ratios[0] <= CLEARLY_SLOWER]
+        if len(running) < 2:
+            return
+
+
+def _race(results: Sequence[SettingResult], model: Path, base: Mapping[str, Any], providers: Providers,
+          feeds: Mapping[str, np.ndarray], seconds: float, base_dir: Path | None) -> dict[str, Any]:
+    runners: dict[str, Callable[[], object]] = {}
+    for result in results:
+        setting = result.setting
+        try:
+            session = create_session(model, bench_session_options(setting.session_options(base)), providers,
+                                     base_dir=base_dir)
+        except ORT_ERRORS as exc:
+            result.status, result.reason = "failed", f"onnxruntime: {one_line(exc)}"
+            continue
+        runners[setting.label] = lambda s=session: s.run(None, dict(feeds))
+    return measure_latency(runners, BenchConfig(warmup_runs=2, min_runs=5, target_seconds=seconds))
+
+
+def choose(results: Sequence[SettingResult], goal: str) -> MemoryChoice:
+    """The goal's pick among the measured candidates (ties to the earlier one)."""
+    if goal not in GOALS:
+        raise ValueError(f"goal '{goal}' is not one of {', '.join(GOALS)}")
+    measured = [r for r in results if r.measured]
+    if not measured:
+        raise MeasurementFailed("no memory setting could be measured: "
+                                + "; ".join(f"{r.setting.label}: {r.reason}" for r in results))
+    if goal == "latency":
+        chosen = min(measured, key=lambda r: r.vs_fastest)  # type: ignore[arg-type, return-value]
+        reason = f"the fastest ({chosen.p50_ms:.3f} ms p50)"
+    else:
+        eligible = measured if goal == "memory" else [r for r in measured if r.vs_fastest <= BALANCED_SLACK]
+        chosen = min(eligible, key=lambda r: r.peak_bytes)  # type: ignore[arg-type, return-value]
+        reason = f"the lowest peak ({_mib(chosen.peak_bytes)})"
+        if goal == "balanced":
+            reason += f" among the settings within {BALANCED_SLACK - 1:.0%} of the fastest"
+        reason += f"; {chosen.vs_fastest:.3f}x the fastest (median of its races)"
+    chosen.status = "chosen"
+    return MemoryChoice(goal, list(results), chosen, reason)
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / (1 << 20):.1f} MiB"
+
+
+@functools.cache
+def empty_session_bytes() -> int | None:
+    """What a session of a one-node graph costs in a fresh process (the fixed part of the
+    floor), the median of three; None where it cannot be measured."""
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "empty",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    with tempfile.TemporaryDirectory(prefix="hwopt-empty-") as tmp:
+        path, feeds = Path(tmp) / "empty.onnx", Path(tmp) / "feeds.npz"
+        onnx.save(model, str(path))
+        save_npz(feeds, {"x": np.zeros(1, np.float32)})
+        try:
+            values = [measure_session_memory(path, [{"name": "CPUExecutionProvider", "options": {}}], {}, feeds,
+                                             runs=1).session_bytes for _ in range(3)]
+        except MeasurementFailed:
+            return None
+    return int(statistics.median(values))

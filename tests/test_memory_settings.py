@@ -1,0 +1,139 @@
+"""Memory settings chosen by measurement (hwopt.memory.settings): the choice rules on given
+figures, the settings' plumbing into sessions, and one measured build."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from conftest import SAMPLES, fp32_options
+
+from hwopt.bench import BenchConfig
+from hwopt.errors import UsageError
+from hwopt.memory.probe import SessionMemory
+from hwopt.memory.settings import (
+    BALANCED_SLACK,
+    CPU_SETTINGS,
+    MemorySetting,
+    SettingResult,
+    choose,
+    order_check,
+)
+from hwopt.optimize import optimize
+from hwopt.runtime import load
+from hwopt.session import ConfiguredSession, create_session, make_session_options
+
+MiB = 1 << 20
+
+
+def result(label: str, peak_mib: float, p50: float, fastest: float = 10.0) -> SettingResult:
+    """A setting measured at ``peak_mib`` and ``p50`` in one race whose fastest ran ``fastest``."""
+    return SettingResult(MemorySetting(label, label), SessionMemory(0, 0, int(peak_mib * MiB)), [p50], [p50 / fastest])
+
+
+def test_balanced_takes_the_lowest_peak_within_the_slack_of_the_fastest() -> None:
+    results = [result("defaults", 150, 10.0), result("lean", 90, 10.0 * BALANCED_SLACK * 0.999),
+               result("leanest-but-slow", 60, 10.0 * BALANCED_SLACK * 1.01)]
+    choice = choose(results, "balanced")
+    assert choice.chosen.setting.label == "lean"
+    assert choice.chosen.status == "chosen" and results[0].status == "tried"
+    assert "within 3% of the fastest" in choice.reason
+
+
+def test_memory_and_latency_goals() -> None:
+    results = [result("defaults", 150, 10.0), result("lean", 90, 10.2), result("leanest", 60, 11.0)]
+    assert choose(results, "memory").chosen.setting.label == "leanest"
+    assert choose(results, "latency").chosen.setting.label == "defaults"
+
+
+def test_ties_go_to_the_earlier_setting() -> None:
+    results = [result("defaults", 90, 10.0), result("same", 90, 10.0)]
+    for goal in ("balanced", "memory", "latency"):
+        assert choose(results, goal).chosen.setting.label == "defaults"
+
+
+def test_unmeasured_settings_are_not_chosen() -> None:
+    failed = SettingResult(MemorySetting("broken", "broken"), status="failed", reason="probe failed")
+    choice = choose([failed, result("defaults", 100, 10.0)], "memory")
+    assert choice.chosen.setting.label == "defaults"
+    with pytest.raises(Exception, match="broken: probe failed"):
+        choose([failed], "balanced")
+    with pytest.raises(ValueError):
+        choose([result("defaults", 100, 10.0)], "smallest")
+
+
+@pytest.mark.parametrize(("mine", "other", "kept"), [
+    ((80, 10.0), (90, 9.0), True),    # lower peak pays for the time
+    ((90, 10.1), (90, 10.0), True),   # no measurable cost
+    ((90, 10.5), (90, 10.0), False),  # slower, and no lower peak
+    ((89.5, 10.5), (90, 10.0), False),  # a peak within 1% is no lower
+])
+def test_reorder_order_stays_only_where_it_pays(mine, other, kept) -> None:
+    check = order_check(result("a", *mine), result("a+ort-order", *other))
+    assert check.kept is kept
+
+
+def test_settings_merge_config_entries_into_the_targets() -> None:
+    base = {"enable_mem_pattern": True, "config_entries": {"session.intra_op.allow_spinning": "0"}}
+    exact = next(s for s in CPU_SETTINGS if s.label == "exact-arena-no-prepack")
+    options = exact.session_options(base)
+    assert options["enable_mem_pattern"] is False
+    assert options["config_entries"] == {"session.intra_op.allow_spinning": "0", "session.use_env_allocators": "1",
+                                         "session.disable_prepacking": "1"}
+    assert options["env_allocator"] == {"arena_extend_strategy": 1}
+    assert base["config_entries"] == {"session.intra_op.allow_spinning": "0"}  # not modified
+    assert CPU_SETTINGS[0].session_options(base) == base
+
+
+def test_sessions_apply_run_options_and_the_environment_allocator() -> None:
+    options = {"run_options": {"memory.enable_memory_arena_shrinkage": "cpu:0"},
+               "env_allocator": {"arena_extend_strategy": 1},
+               "config_entries": {"session.use_env_allocators": "1"}}
+    session = create_session(SAMPLES / "shufflenet_tiny.onnx", options)
+    assert isinstance(session, ConfiguredSession) and isinstance(session, ort.InferenceSession)
+    assert session.default_run_options.get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"
+    (out,) = session.run(None, {"input": np.zeros((1, 3, 96, 96), np.float32)})
+    assert out.shape == (1, 100)
+    assert type(create_session(SAMPLES / "shufflenet_tiny.onnx", {})) is ort.InferenceSession
+    with pytest.raises(UsageError, match="env_allocator must be a table"):
+        make_session_options({"env_allocator": 1})
+
+
+@pytest.fixture(scope="module")
+def measured_build(tmp_path_factory):
+    out = tmp_path_factory.mktemp("memory") / "build"
+
+    report = optimize(SAMPLES / "shufflenet_tiny.onnx", fp32_options(output_dir=out, memory_search=True,
+                                                                       bench=BenchConfig(target_seconds=0.2)))
+    return report.builds[0], out
+
+
+def test_a_cpu_build_records_the_setting_it_measured(measured_build) -> None:
+    build, out = measured_build
+    choice = build.memory.settings
+    assert [r.setting.label for r in choice.results] == [s.label for s in CPU_SETTINGS]
+    assert all(r.peak_bytes and r.peak_bytes > 0 and r.p50_ms > 0 and r.vs_fastest >= 1.0 for r in choice.results)
+    deployed = choice.deployed
+    manifest = json.loads((out / "build.json").read_text())
+    assert manifest["session_options"] == build.session_options
+    for key, value in deployed.overrides.items():
+        if key != "config_entries":
+            assert manifest["session_options"][key] == value
+    assert build.memory.measured_build.session_bytes == choice.deployed_result.peak_bytes
+    floor = build.memory.floor
+    assert floor.session_bytes > 0 and floor.total > floor.weight_bytes + floor.arena_bytes
+    document = build.to_dict()["memory"]
+    assert document["settings"]["chosen"] == choice.chosen.setting.label
+    assert len(document["settings"]["candidates"]) == len(CPU_SETTINGS)
+
+
+def test_runtime_load_deploys_the_recorded_settings(measured_build) -> None:
+    build, out = measured_build
+    session = load(out)
+    options = build.session_options
+    if options.get("run_options"):
+        assert isinstance(session, ConfiguredSession)
+    (result_,) = session.run(None, {"input": np.zeros((1, 3, 96, 96), np.float32)})
+    assert result_.shape == (1, 100)
