@@ -40,7 +40,14 @@ from hwopt.graph_choice import GraphChoice, applies, choose_graph
 from hwopt.hostinfo import host_info
 from hwopt.memory.analysis import MemoryAnalysis, analyze_memory
 from hwopt.memory.probe import MeasurementFailed, measure_session_memory
-from hwopt.memory.settings import Floor, MemoryChoice, choose_settings, empty_session_bytes
+from hwopt.memory.settings import (
+    Floor,
+    MemoryChoice,
+    WeightsCheck,
+    choose_settings,
+    empty_session_bytes,
+    weights_check,
+)
 from hwopt.model.inputs import (
     InputSpec,
     generate_feeds,
@@ -93,6 +100,8 @@ MEMORY_PLAN = "memory_plan.json"
 # The onnxruntime settings that decide how much memory a session takes, recorded beside the
 # measurement.
 MEMORY_SETTINGS = ("graph_optimization_level", "enable_mem_pattern", "enable_cpu_mem_arena", "execution_order")
+# Weights from which a build measures keeping them in a file beside model.onnx.
+WEIGHTS_FILE_MIN = 1 << 20
 # And these where a build sets them (hwopt.memory.settings).
 MEMORY_EXTRAS = ("config_entries", "env_allocator", "run_options")
 NO_FALLBACK = {"session.disable_cpu_ep_fallback": "1"}
@@ -464,8 +473,14 @@ def _build_for_target(run: Checks, target: Target, build_dir: Path) -> tuple[Bui
     session_options = session_options_for(target, options)
     providers = list(final.providers or target.providers())
     analysis = analyze_memory(model, run.specs, feeds=run.feeds[0])
+    weights, memory_note = _weights_file_check(run, target, model, build_dir, providers, session_options,
+                                               availability, analysis)
+    if weights is not None and weights.external:
+        model_files = save_model_atomic(model, build_dir / MODEL_FILE, external=True)
     memory_choice, memory_note = _choose_memory_settings(run, target, build_dir, providers, session_options,
-                                                         records, availability, analysis.planned_arena_bytes)
+                                                         records, analysis, memory_note)
+    if memory_choice is not None:
+        memory_choice.weights = weights
     deployed = memory_choice.deployed if memory_choice else None
     if deployed is not None:
         session_options = deployed.session_options(session_options)
@@ -576,27 +591,53 @@ def _partition(build_dir: Path, build: BuildReport) -> Partition:
     )
 
 
-def _choose_memory_settings(run: Checks, target: Target, build_dir: Path, providers, session_options,
-                            records: Sequence[PassRecord], availability,
-                            planned_arena_bytes: int) -> tuple[MemoryChoice | None, str]:
-    """The target's memory settings measured on the build (hwopt.memory.settings), or why not."""
+def _memory_search_skipped(run: Checks, target: Target, providers, availability) -> str:
+    """Why this build measures no memory settings; empty where it does."""
     if not target.memory_settings:
-        return None, f"{providers[0][0]} manages its own memory: the target's settings ship unmeasured"
+        return f"{providers[0][0]} manages its own memory: the target's settings ship unmeasured"
     if not availability.available:
-        return None, availability.reason
+        return availability.reason
     if not run.options.benchmark:
-        return None, "not chosen: measurement skipped (--no-bench); the target's defaults ship"
+        return "not chosen: measurement skipped (--no-bench); the target's defaults ship"
     if not run.options.memory_search:
-        return None, "not chosen: --no-memory-search; the target's defaults ship"
+        return "not chosen: --no-memory-search; the target's defaults ship"
     if run.options.session_overrides:
-        return None, "not chosen: the session options given (hwopt tune's) ship as they are"
+        return "not chosen: the session options given (hwopt tune's) ship as they are"
+    return ""
+
+
+def _weights_file_check(run: Checks, target: Target, model: onnx.ModelProto, build_dir: Path, providers,
+                        session_options, availability, analysis: MemoryAnalysis) -> tuple[WeightsCheck | None, str]:
+    """Whether the build's weights ship in a file beside model.onnx (hwopt.memory.settings),
+    measured with onnxruntime's defaults; and why no memory was measured, if it was not."""
+    skipped = _memory_search_skipped(run, target, providers, availability)
+    if skipped or analysis.weight_bytes < WEIGHTS_FILE_MIN:
+        return None, skipped
+    with tempfile.TemporaryDirectory(prefix=".weights-", dir=build_dir) as tmp:
+        external = Path(tmp) / MODEL_FILE
+        save_model_atomic(model, external, external=True)
+        return weights_check(target.memory_settings[0], build_dir / MODEL_FILE, external, session_options,
+                             providers, run.feeds[0], _memory_race_seconds(run), base_dir=build_dir), ""
+
+
+def _memory_race_seconds(run: Checks) -> float:
+    return max(0.5, run.options.bench.target_seconds / 2)
+
+
+def _choose_memory_settings(run: Checks, target: Target, build_dir: Path, providers, session_options,
+                            records: Sequence[PassRecord], analysis: MemoryAnalysis,
+                            skipped: str) -> tuple[MemoryChoice | None, str]:
+    """The target's memory settings measured on the build as it ships (hwopt.memory.settings),
+    or why not."""
+    if skipped:
+        return None, skipped
     reordered = (session_options.get("execution_order") == "priority_based"
                  and any(r.name == "reorder" and r.status == "applied" for r in records))
     try:
         choice = choose_settings(build_dir / MODEL_FILE, session_options, providers, run.feeds[0],
                                  target.memory_settings, run.options.optimize_for,
-                                 seconds=max(0.5, run.options.bench.target_seconds / 2), check_order=reordered,
-                                 planned_arena_bytes=planned_arena_bytes, base_dir=build_dir)
+                                 seconds=_memory_race_seconds(run), check_order=reordered,
+                                 planned_arena_bytes=analysis.planned_arena_bytes, base_dir=build_dir)
     except MeasurementFailed as exc:
         return None, f"not chosen: {exc}"
     return choice, ""

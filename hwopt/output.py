@@ -69,20 +69,25 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
-def save_model_atomic(model: onnx.ModelProto, path: Path) -> list[str]:
-    """Save a model; above the protobuf limit its weights go to ``<name>.data`` beside it.
+def save_model_atomic(model: onnx.ModelProto, path: Path, external: bool = False) -> list[str]:
+    """Save a model; above the protobuf limit, or with ``external``, its weights go to
+    ``<name>.data`` beside it.
 
     Returns the names of the files written (relative to ``path``'s folder).
     """
     path = Path(path)
-    if model.ByteSize() < INLINE_MODEL_LIMIT:
-        write_bytes_atomic(path, model.SerializeToString(deterministic=True))
-        return [path.name]
     data_name = f"{path.name}.data"
+    if model.ByteSize() < INLINE_MODEL_LIMIT and not external:
+        write_bytes_atomic(path, model.SerializeToString(deterministic=True))
+        (path.parent / data_name).unlink(missing_ok=True)  # an earlier build's weights file
+        return [path.name]
+    # onnx.save_model moves the weights out of the proto it is given: save a copy.
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
     staging = Path(tempfile.mkdtemp(prefix=".staging.", dir=path.parent))
     try:
         onnx.save_model(
-            model,
+            copy,
             str(staging / path.name),
             save_as_external_data=True,
             all_tensors_to_one_file=True,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from conftest import SAMPLES, fp32_options
@@ -137,3 +138,38 @@ def test_runtime_load_deploys_the_recorded_settings(measured_build) -> None:
         assert isinstance(session, ConfiguredSession)
     (result_,) = session.run(None, {"input": np.zeros((1, 3, 96, 96), np.float32)})
     assert result_.shape == (1, 100)
+
+
+def test_saving_weights_apart_leaves_the_model_whole(tmp_path) -> None:
+    from hwopt.output import save_model_atomic
+
+    model = onnx.load(str(SAMPLES / "resnext_tiny.onnx"))
+    before = model.SerializeToString(deterministic=True)
+    assert save_model_atomic(model, tmp_path / "model.onnx", external=True) == ["model.onnx", "model.onnx.data"]
+    assert model.SerializeToString(deterministic=True) == before
+    assert save_model_atomic(model, tmp_path / "model.onnx") == ["model.onnx"]
+    assert not (tmp_path / "model.onnx.data").exists()  # the earlier weights file is gone
+
+
+def test_a_build_whose_weights_measure_better_apart_ships_them_apart(tmp_path, monkeypatch) -> None:
+    """The plumbing of a weights file the check chose (forced here: the sample models are too
+    small for it to pay): the manifest lists it, and runtime.load verifies and runs it."""
+    import hwopt.memory.settings as settings
+    import hwopt.optimize as optimize_module
+
+    monkeypatch.setattr(optimize_module, "WEIGHTS_FILE_MIN", 0)
+    monkeypatch.setattr(settings, "WEIGHTS_TIE", -10.0)
+    monkeypatch.setattr(settings, "ORDER_SLACK", 100.0)
+    from hwopt.targets.cpu import CpuTarget
+
+    monkeypatch.setattr(CpuTarget, "memory_settings", CPU_SETTINGS[:2])
+    out = tmp_path / "build"
+    report = optimize(SAMPLES / "shufflenet_tiny.onnx", fp32_options(output_dir=out, memory_search=True,
+                                                                       bench=BenchConfig(target_seconds=0.1)))
+    weights = report.builds[0].memory.settings.weights
+    assert weights.external and weights.apart.peak_bytes > 0 and "model.onnx.data" in weights.reason
+    manifest = json.loads((out / "build.json").read_text())
+    assert set(manifest["files"]) >= {"model.onnx", "model.onnx.data"}
+    (result_,) = load(out).run(None, {"input": np.zeros((1, 3, 96, 96), np.float32)})
+    assert result_.shape == (1, 100)
+    assert not list(out.glob(".weights-*"))

@@ -506,6 +506,8 @@ def _memory_settings_table(target: str, choice: MemoryChoice) -> Table:
              "the median of up to 3 races with fresh sessions, all settings interleaved in one process"]
     if choice.order is not None:
         notes.append(f"the reorder pass's node order (priority-based execution): {choice.order.reason}")
+    if choice.weights is not None:
+        notes.append(f"weights file: {choice.weights.reason}")
     return Table(title=f"[{target}] Memory settings (chosen by measurement, --optimize-for {choice.goal})",
                  columns=("setting", "peak RSS", "p50 vs fastest", "status", "what / why"),
                  numeric=("peak RSS", "p50 vs fastest"), rows=rows, notes=notes)
