@@ -75,3 +75,12 @@ def test_cli_flag_beats_config(tmp_path: Path) -> None:
 @pytest.mark.parametrize("preset", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.stem)
 def test_presets_parse(preset: Path) -> None:
     load_config(preset)
+
+
+def test_optimize_for_from_a_config_and_the_flag() -> None:
+    assert OptimizeOptions.from_config(parse_config({"optimize_for": "memory"})).optimize_for == "memory"
+    assert OptimizeOptions.from_config(parse_config({})).optimize_for == "balanced"
+    with pytest.raises(ConfigError, match="optimize_for must be one of balanced, latency, memory"):
+        parse_config({"optimize_for": "smallest"})
+    proc = invoke_cli("optimize", SAMPLES / "resnext_tiny.onnx", "--optimize-for", "smallest")
+    assert proc.returncode == 2 and "--optimize-for must be one of" in proc.stderr

@@ -4,6 +4,7 @@ figures, the settings' plumbing into sessions, and one measured build."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -173,3 +174,23 @@ def test_a_build_whose_weights_measure_better_apart_ships_them_apart(tmp_path, m
     (result_,) = load(out).run(None, {"input": np.zeros((1, 3, 96, 96), np.float32)})
     assert result_.shape == (1, 100)
     assert not list(out.glob(".weights-*"))
+
+
+@pytest.mark.parametrize(("two_way", "expected"), [(1.01, "lean"), (1.08, "defaults")])
+def test_balanced_confirms_its_pick_against_the_fastest(monkeypatch, two_way, expected) -> None:
+    import hwopt.memory.settings as settings
+
+    def fake_time(results, *args, **kwargs):  # a two-way race: the pick at ``two_way`` x the fastest
+        pick, best = results
+        best.p50s_ms, pick.p50s_ms = [10.0] * 3, [10.0 * two_way] * 3
+
+    monkeypatch.setattr(settings, "time_settings", fake_time)
+    results = [result("defaults", 150, 10.0), result("lean", 90, 10.2)]
+    choice = settings.confirm(results, "balanced", Path("m.onnx"), {}, (), {}, 0.1)
+    assert choice.chosen.setting.label == expected
+    lean = results[1]
+    if expected == "lean":
+        assert "confirmed against defaults: 1.010x" in choice.reason
+    else:
+        assert lean.status == "tried" and lean.vs_fastest == pytest.approx(1.08) and "two-way races: out" in lean.reason
+    assert [r.status for r in results].count("chosen") == 1
