@@ -474,7 +474,7 @@ def _build_for_target(run: Checks, target: Target, build_dir: Path) -> tuple[Bui
     providers = list(final.providers or target.providers())
     analysis = analyze_memory(model, run.specs, feeds=run.feeds[0])
     weights, memory_note = _weights_file_check(run, target, model, build_dir, providers, session_options,
-                                               availability, analysis)
+                                               availability)
     if weights is not None and weights.external:
         model_files = save_model_atomic(model, build_dir / MODEL_FILE, external=True)
     memory_choice, memory_note = _choose_memory_settings(run, target, build_dir, providers, session_options,
@@ -607,11 +607,11 @@ def _memory_search_skipped(run: Checks, target: Target, providers, availability)
 
 
 def _weights_file_check(run: Checks, target: Target, model: onnx.ModelProto, build_dir: Path, providers,
-                        session_options, availability, analysis: MemoryAnalysis) -> tuple[WeightsCheck | None, str]:
+                        session_options, availability) -> tuple[WeightsCheck | None, str]:
     """Whether the build's weights ship in a file beside model.onnx (hwopt.memory.settings),
     measured with onnxruntime's defaults; and why no memory was measured, if it was not."""
     skipped = _memory_search_skipped(run, target, providers, availability)
-    if skipped or analysis.weight_bytes < WEIGHTS_FILE_MIN:
+    if skipped or model_stats(model).weight_bytes < WEIGHTS_FILE_MIN:
         return None, skipped
     with tempfile.TemporaryDirectory(prefix=".weights-", dir=build_dir) as tmp:
         external = Path(tmp) / MODEL_FILE
@@ -673,7 +673,8 @@ def _memory_report(run: Checks, analysis: MemoryAnalysis, records: Sequence[Pass
         if report.measured_build is None:
             report.measured_build = measure_session_memory(build_dir / MODEL_FILE, listed, build.session_options,
                                                            feeds_path, base_dir=build_dir)
-    report.floor = Floor(weight_bytes=analysis.weight_bytes, arena_bytes=analysis.planned_arena_bytes,
+    # Every weight, subgraphs' and Constant nodes' too (the analysis counts the main graph's).
+    report.floor = Floor(weight_bytes=build.optimized.weight_bytes, arena_bytes=analysis.planned_arena_bytes,
                          io_bytes=analysis.input_bytes + analysis.output_bytes, session_bytes=empty_session_bytes())
     return report
 
