@@ -70,6 +70,7 @@ $(BENCH_STAMP): pyproject.toml | $(STAMP)
 bench: install models $(BENCH_STAMP)
 	$(PY) bench/compare_passes.py
 	$(PY) bench/memory.py
+	$(PY) bench/memory_settings.py
 	$(PY) bench/quantize.py
 	$(PY) bench/encoders.py
 	$(PY) bench/defaults.py
