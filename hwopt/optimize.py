@@ -473,12 +473,12 @@ def _build_for_target(run: Checks, target: Target, build_dir: Path) -> tuple[Bui
     session_options = session_options_for(target, options)
     providers = list(final.providers or target.providers())
     analysis = analyze_memory(model, run.specs, feeds=run.feeds[0])
-    weights, memory_note = _weights_file_check(run, target, model, build_dir, providers, session_options,
-                                               availability)
+    skipped = _memory_search_skipped(run, target, providers, availability)
+    weights = None if skipped else _weights_file_check(run, target, model, build_dir, providers, session_options)
     if weights is not None and weights.external:
         model_files = save_model_atomic(model, build_dir / MODEL_FILE, external=True)
     memory_choice, memory_note = _choose_memory_settings(run, target, build_dir, providers, session_options,
-                                                         records, analysis, memory_note)
+                                                         records, analysis, skipped)
     if memory_choice is not None:
         memory_choice.weights = weights
     deployed = memory_choice.deployed if memory_choice else None
@@ -607,17 +607,16 @@ def _memory_search_skipped(run: Checks, target: Target, providers, availability)
 
 
 def _weights_file_check(run: Checks, target: Target, model: onnx.ModelProto, build_dir: Path, providers,
-                        session_options, availability) -> tuple[WeightsCheck | None, str]:
+                        session_options) -> WeightsCheck | None:
     """Whether the build's weights ship in a file beside model.onnx (hwopt.memory.settings),
-    measured with onnxruntime's defaults; and why no memory was measured, if it was not."""
-    skipped = _memory_search_skipped(run, target, providers, availability)
-    if skipped or model_stats(model).weight_bytes < WEIGHTS_FILE_MIN:
-        return None, skipped
+    measured with onnxruntime's defaults; None for a model with little to gain."""
+    if model_stats(model).weight_bytes < WEIGHTS_FILE_MIN:
+        return None
     with tempfile.TemporaryDirectory(prefix=".weights-", dir=build_dir) as tmp:
         external = Path(tmp) / MODEL_FILE
         save_model_atomic(model, external, external=True)
         return weights_check(target.memory_settings[0], build_dir / MODEL_FILE, external, session_options,
-                             providers, run.feeds[0], _memory_race_seconds(run), base_dir=build_dir), ""
+                             providers, run.feeds[0], _memory_race_seconds(run), base_dir=build_dir)
 
 
 def _memory_race_seconds(run: Checks) -> float:

@@ -22,7 +22,7 @@ Two keys are not ``SessionOptions`` but belong to how a session runs, so they tr
 same dictionary (and ``build.json``), and :func:`create_session` applies them:
 
 * ``env_allocator``: an environment allocator (``OrtArenaCfg`` keys such as
-  ``arena_extend_strategy`` and ``initial_chunk_size_bytes``): a CPU arena registered once per
+  ``arena_extend_strategy`` and ``initial_chunk_size_bytes``): a CPU arena registered with the
   process and shared by the sessions whose ``session.use_env_allocators`` entry is ``1``. It is
   the only way to choose the arena's growth (``arena_extend_strategy`` 1, kSameAsRequested)
   from Python. Process-wide: registering replaces the arena that sessions made afterwards

@@ -35,7 +35,7 @@ import dataclasses
 import functools
 import statistics
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from hwopt.bench import BenchConfig, bench_session_options, measure_latency
+from hwopt.bench import bench_session_options, race_sessions
 from hwopt.config import GOALS
 from hwopt.errors import one_line
 from hwopt.memory.probe import MeasurementFailed, SessionMemory, measure_session_memory
@@ -165,6 +165,9 @@ class SettingResult:
     def measured(self) -> bool:
         return self.peak_bytes is not None and self.vs_fastest is not None
 
+    def figures(self) -> dict[str, Any]:
+        return {"peak_bytes": self.peak_bytes, "p50_ms": self.p50_ms}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "setting": self.setting.to_dict(),
@@ -175,6 +178,11 @@ class SettingResult:
             "status": self.status,
             "reason": self.reason,
         }
+
+
+def paired_ratio(a: SettingResult, b: SettingResult) -> float:
+    """The median over races of ``a``'s p50 over ``b``'s in the same race."""
+    return float(np.median([x / y for x, y in zip(a.p50s_ms, b.p50s_ms)]))
 
 
 @dataclasses.dataclass
@@ -190,15 +198,14 @@ class OrderCheck:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kept": self.kept, "reason": self.reason,
-                "reorder": {"peak_bytes": self.reorder.peak_bytes, "p50_ms": self.reorder.p50_ms},
-                "ort_order": {"peak_bytes": self.ort_order.peak_bytes, "p50_ms": self.ort_order.p50_ms}}
+                "reorder": self.reorder.figures(), "ort_order": self.ort_order.figures()}
 
 
 @dataclasses.dataclass
 class WeightsCheck:
     """The build's weights inside model.onnx against in a file beside it, which onnxruntime
-    maps instead of copying out of the parsed model (PP-OCRv4 rec: 36.7 -> 28.1 MiB peak with
-    memory pattern off). The file ships where it peaks lower beyond WEIGHTS_TIE and costs no
+    maps instead of copying out of the parsed model (PP-OCRv4 rec: 36.4 -> 29.4 MiB peak with
+    onnxruntime's defaults). The file ships where it peaks lower beyond WEIGHTS_TIE and costs no
     more than ORDER_SLACK in p50."""
 
     external: bool
@@ -208,8 +215,7 @@ class WeightsCheck:
 
     def to_dict(self) -> dict[str, Any]:
         return {"external": self.external, "reason": self.reason,
-                "inline": {"peak_bytes": self.inline.peak_bytes, "p50_ms": self.inline.p50_ms},
-                "external_file": {"peak_bytes": self.apart.peak_bytes, "p50_ms": self.apart.p50_ms}}
+                "inline": self.inline.figures(), "external_file": self.apart.figures()}
 
 
 @dataclasses.dataclass
@@ -304,7 +310,7 @@ def weights_check(setting: MemorySetting, model: Path, external: Path, base: Map
     time_settings([inline, apart], model, base, providers, feeds, seconds, base_dir)
     if not (inline.measured and apart.measured):
         return WeightsCheck(False, inline, apart, "the weights file could not be measured")
-    ratio = float(np.median([a / b for a, b in zip(apart.p50s_ms, inline.p50s_ms)]))
+    ratio = paired_ratio(apart, inline)
     figures = (f"peak {_mib(apart.peak_bytes)} against {_mib(inline.peak_bytes)} inline with {setting.label}, "
                f"p50 {ratio:.3f}x")
     if apart.peak_bytes < inline.peak_bytes * (1 - WEIGHTS_TIE) and ratio <= ORDER_SLACK:  # type: ignore[operator]
@@ -316,7 +322,7 @@ def order_check(mine: SettingResult, other: SettingResult) -> OrderCheck:
     """Keep the reorder pass's order where it peaks lower, or costs no measurable latency."""
     if not (mine.measured and other.measured):
         return OrderCheck(True, mine, other, "onnxruntime's own order could not be measured")
-    ratio = float(np.median([a / b for a, b in zip(mine.p50s_ms, other.p50s_ms)]))
+    ratio = paired_ratio(mine, other)
     lower = mine.peak_bytes < other.peak_bytes * (1 - PEAK_TIE)  # type: ignore[operator]
     figures = (f"peak {_mib(mine.peak_bytes)} against {_mib(other.peak_bytes)} in onnxruntime's own order, "
                f"p50 {ratio:.3f}x")
@@ -368,17 +374,16 @@ def time_settings(results: Sequence[SettingResult], model: Path, base: Mapping[s
 
 def _race(results: Sequence[SettingResult], model: Path, base: Mapping[str, Any], providers: Providers,
           feeds: Mapping[str, np.ndarray], seconds: float, base_dir: Path | None) -> dict[str, Any]:
-    runners: dict[str, Callable[[], object]] = {}
+    sessions = {}
     for result in results:
         setting = result.setting
         try:
-            session = create_session(result.model or model, bench_session_options(setting.session_options(base)),
-                                     providers, base_dir=base_dir)
+            sessions[setting.label] = create_session(result.model or model,
+                                                     bench_session_options(setting.session_options(base)),
+                                                     providers, base_dir=base_dir)
         except ORT_ERRORS as exc:
             result.status, result.reason = "failed", f"onnxruntime: {one_line(exc)}"
-            continue
-        runners[setting.label] = lambda s=session: s.run(None, dict(feeds))
-    return measure_latency(runners, BenchConfig(warmup_runs=2, min_runs=5, target_seconds=seconds))
+    return race_sessions(sessions, feeds, seconds)
 
 
 def confirm(results: Sequence[SettingResult], goal: str, model: Path, base: Mapping[str, Any], providers: Providers,
@@ -397,7 +402,7 @@ def confirm(results: Sequence[SettingResult], goal: str, model: Path, base: Mapp
         time_settings([pick, best], model, base, providers, feeds, seconds, base_dir)
         if not (pick.p50s_ms and best.p50s_ms):
             return choice
-        ratio = float(np.median([a / b for a, b in zip(pick.p50s_ms, best.p50s_ms)]))
+        ratio = paired_ratio(pick, best)
         if ratio <= BALANCED_SLACK:
             choice.reason += f"; confirmed against {fastest.setting.label}: {ratio:.3f}x in {RACES} two-way races"
             return choice
