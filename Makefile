@@ -76,8 +76,11 @@ bench: install models $(BENCH_STAMP)
 	$(PY) bench/defaults.py
 	$(PY) bench/static_shapes.py
 	$(PY) bench/reproducibility.py
-ifeq ($(OV_HOST),True)
 	$(PY) bench/openvino_models.py
+	$(PY) bench/speed_models.py
+	$(PY) bench/optimize_speed.py --repeat 3
+	$(PY) bench/optimize_speed.py --repeat 3 --fast --models resnext50_32x4d
+ifeq ($(OV_HOST),True)
 	$(MAKE) --no-print-directory $(OV_STAMP)
 	$(OV_PY) bench/openvino.py
 endif

@@ -139,10 +139,11 @@ def measure_latency(
 
 
 def race_sessions(
-    sessions: Mapping[str, Any], feeds: Mapping[str, np.ndarray], seconds: float
+    sessions: Mapping[str, Any], feeds: Mapping[str, np.ndarray], seconds: float,
+    max_runs: int = BenchConfig.max_runs,
 ) -> dict[str, LatencyStats]:
     """One race of live sessions on the same ``feeds``, interleaved: the timing behind the
     build-time decisions (graph variants, INT8 variants, targets), after two warm-up runs each
-    and at least five timed."""
+    and at least five timed, at most ``max_runs``."""
     return measure_latency({name: (lambda s=s: s.run(None, feeds)) for name, s in sessions.items()},
-                           BenchConfig(warmup_runs=2, min_runs=5, target_seconds=seconds))
+                           BenchConfig(warmup_runs=2, min_runs=5, max_runs=max_runs, target_seconds=seconds))

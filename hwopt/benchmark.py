@@ -34,6 +34,7 @@ import onnx
 import onnxruntime as ort
 from onnx import helper
 
+from hwopt import progress
 from hwopt.bench import (
     BenchConfig,
     LatencyStats,
@@ -59,7 +60,8 @@ from hwopt.model.inputs import (
 from hwopt.model.load import load_model
 from hwopt.optimize import versions
 from hwopt.partition import RECORD_ASSIGNMENT, fallback_nodes, provider_assignment
-from hwopt.report.render import Document, Table, fmt_bytes, fmt_ms, fmt_ratio
+from hwopt.progress import PhaseTime
+from hwopt.report.render import Document, Table, fmt_bytes, fmt_ms, fmt_ratio, timing_table
 from hwopt.runtime import read_build
 from hwopt.session import (
     ORT_ERRORS,
@@ -251,6 +253,7 @@ class BenchReport:
     host: HostInfo
     versions: dict[str, str]
     warnings: list[str] = dataclasses.field(default_factory=list)
+    timings: list[PhaseTime] = dataclasses.field(default_factory=list)
 
     def variant(self, label: str) -> VariantInfo:
         return next(v for v in self.variants if v.label == label)
@@ -273,6 +276,7 @@ class BenchReport:
             "variants": [v.to_dict() for v in self.variants],
             "batches": [b.to_dict() for b in self.batches],
             "warnings": list(self.warnings),
+            "timings": [t.to_dict() for t in self.timings],
         }
 
     def findings(self) -> list[str]:
@@ -316,6 +320,8 @@ class BenchReport:
         isa = ", ".join(self.host.isa) or "no ISA flags read"
         doc.facts.append(("host", f"{self.host.cpu} ({self.host.cores} cores; {isa}); onnxruntime {self.host.onnxruntime}"))
         doc.tables = [self._batch_table(b) for b in self.batches]
+        if self.timings:
+            doc.tables.append(timing_table(self.timings))
         doc.warnings = list(self.warnings)
         return doc
 
@@ -759,28 +765,35 @@ def _feed_sets(inputs: Sequence[_Input], options: BenchOptions, warnings: list[s
 # --- the benchmark -------------------------------------------------------------------------
 
 
-def benchmark(paths: Sequence[Path], options: BenchOptions) -> BenchReport:
+def benchmark(paths: Sequence[Path], options: BenchOptions,
+              listener: progress.Listener | None = None) -> BenchReport:
     """Latency (and, with ``options.memory``, peak RSS) of every model file or build folder in
     ``paths``, at every batch size, on the same feeds, timed interleaved in one process."""
     options.validate()
     if not paths:
         raise UsageError("hwopt bench: give at least one model file or build folder")
-    variants = [_open_variant(Path(p), options) for p in paths]
-    _disambiguate(variants)
-    warnings = [f"{v.label}: {w}" for v in variants for w in v.warnings]
-    inputs = _common_inputs(variants, options.input_shapes)
-    feed_sets, feeds_source = _feed_sets(inputs, options, warnings)
-
-    for v in variants:
-        _open_session(v)
-    batches = [_time(variants, feed_set, options) for feed_set in feed_sets]
-    for v in variants:
-        runs = [batch.run_of(v.label) for batch in batches]
-        if v.session is not None and all(run.stats is None for run in runs):
-            raise ModelLoadError(f"{v.label}: does not run: {runs[0].not_measured}")
-        v.session = None  # free the timing sessions before the memory probes start theirs
-    if options.memory:
-        _measure_memory(variants, feed_sets, batches)
+    with progress.Tracker(listener) as tracker:
+        with progress.phase("load"):
+            variants = [_open_variant(Path(p), options) for p in paths]
+            _disambiguate(variants)
+            warnings = [f"{v.label}: {w}" for v in variants for w in v.warnings]
+            inputs = _common_inputs(variants, options.input_shapes)
+            feed_sets, feeds_source = _feed_sets(inputs, options, warnings)
+            for v in variants:
+                progress.step(v.label)
+                _open_session(v)
+        batches = []
+        for feed_set in feed_sets:
+            with progress.phase(f"latency at batch {feed_set.batch}"):
+                batches.append(_time(variants, feed_set, options))
+        for v in variants:
+            runs = [batch.run_of(v.label) for batch in batches]
+            if v.session is not None and all(run.stats is None for run in runs):
+                raise ModelLoadError(f"{v.label}: does not run: {runs[0].not_measured}")
+            v.session = None  # free the timing sessions before the memory probes start theirs
+        if options.memory:
+            with progress.phase("memory"):
+                _measure_memory(variants, feed_sets, batches)
 
     report = BenchReport(
         variants=[v.info for v in variants],
@@ -789,6 +802,7 @@ def benchmark(paths: Sequence[Path], options: BenchOptions) -> BenchReport:
         feeds_source=feeds_source,
         host=host_info(),
         versions=versions(),
+        timings=list(tracker.phases),
     )
     report.warnings = warnings + report.findings()
     return report
@@ -827,6 +841,7 @@ def _measure_memory(variants: Sequence[_Variant], feed_sets: Sequence[_FeedSet],
             save_npz(feeds_path, feed_set.feeds)
             for v in variants:
                 run = batch.run_of(v.label)
+                progress.step(f"{v.label} at batch {feed_set.batch}")
                 if run.stats is None:
                     run.memory_not_measured = run.not_measured
                     continue

@@ -54,6 +54,10 @@ JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print the report as JSON on stdout, and nothing else.")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+FastOpt = Annotated[
+    bool | None, typer.Option("--fast", help="A bounded search for CI: shorter races, fewer INT8 variants and memory "
+                              "settings; the report says what was left out.")
+]
 CalibOpt = Annotated[
     Path | None,
     typer.Option(
@@ -233,6 +237,7 @@ def optimize(
         typer.Option("--optimize-for", help="balanced (default: the lowest measured peak memory within 3% of the "
                      "fastest setting's latency) | latency | memory: how the build's memory settings are chosen."),
     ] = None,
+    fast: FastOpt = None,
     memory_search: Annotated[
         bool, typer.Option("--memory-search/--no-memory-search",
                            help="Choose the build's memory settings by measuring each candidate (a fresh process "
@@ -293,6 +298,8 @@ def optimize(
             raise UsageError(f"--optimize-for must be one of {', '.join(GOALS)}, not '{optimize_for}'")
         options.optimize_for = optimize_for
     options.memory_search = memory_search
+    if fast is not None:
+        options.fast = fast
     _apply_target_flags(options, target_option, require_target, no_fallback,
                         max_latency_ms, min_speedup, max_size_mb, max_memory_mb, max_accuracy_drop)
     _run_and_report(model, options, json_out, quiet, explain)
@@ -301,10 +308,12 @@ def optimize(
 def _run_and_report(model: Path, options, json_out: bool, quiet: bool, explain: bool) -> None:
     """Optimize, print the report (JSON or tables), then fail with the run's check, if any."""
     from hwopt.optimize import check_outcome, optimize
+    from hwopt.report.live import terminal_progress
     from hwopt.report.render import render_console
 
     with stdout_reserved_for_json(json_out) as emit:
-        report = optimize(model, options)
+        with terminal_progress(quiet or json_out) as view:
+            report = optimize(model, options, listener=view)
         if json_out:
             emit(report.to_dict())
     if not json_out:
@@ -401,6 +410,7 @@ def quantize(
     bench_seconds: Annotated[
         float | None, typer.Option("--bench-seconds", min=0.0, help="Timed seconds per variant (default 2).")
     ] = None,
+    fast: FastOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -420,6 +430,8 @@ def quantize(
         config, "cpu", output, input_shape, None, None, None, None, None, bench_seconds,
         "int8", force, calib, calib_samples, calib_method, max_accuracy_drop,
     )
+    if fast is not None:
+        options.fast = fast
     _run_and_report(model, options, json_out, quiet, explain=False)
 
 
@@ -558,8 +570,11 @@ def bench(
         raise UsageError(f"--batch '{batch}': batch sizes must be at least 1")
     options = BenchOptions(batches=batches, input_shapes=_shapes(input_shape), inputs_file=inputs,
                            seconds=seconds, threads=threads, memory=memory)
+    from hwopt.report.live import terminal_progress
+
     with stdout_reserved_for_json(json_out) as emit:
-        report = benchmark(models, options)
+        with terminal_progress(quiet or json_out) as view:
+            report = benchmark(models, options, listener=view)
         if json_out:
             emit(report.to_dict())
     if not json_out:

@@ -67,6 +67,7 @@ else:  # pragma: no cover - Python 3.10
 _TOP_KEYS = {
     "targets", "inputs", "input_shapes", "pipeline", "passes", "bench", "precision",
     "max_accuracy_drop", "calibration", "target_options", "gates", "static_shapes", "optimize_for",
+    "fast",
 }
 # What the measured choice of a build's memory settings favours (hwopt.memory.settings).
 GOALS = ("balanced", "latency", "memory")
@@ -85,6 +86,7 @@ class Config:
     input_shapes: dict[str, tuple[int, ...]] | None = None
     static_shapes: bool | None = None
     optimize_for: str | None = None
+    fast: bool | None = None
     passes: list[str] | None = None
     skip_passes: list[str] | None = None
     strict: bool | None = None
@@ -136,6 +138,8 @@ def parse_config(data: Mapping[str, Any], base: Path = Path("."), where: str = "
         config.optimize_for = _typed(data["optimize_for"], str, f"{where}: optimize_for")
         if config.optimize_for not in GOALS:
             raise ConfigError(f"{where}: optimize_for must be one of {', '.join(GOALS)}, not '{config.optimize_for}'")
+    if "fast" in data:
+        config.fast = _typed(data["fast"], bool, f"{where}: fast")
     if "pipeline" in data:
         pipeline = _typed(data["pipeline"], dict, f"{where}: pipeline")
         _known(pipeline, _PIPELINE_KEYS, f"{where}: [pipeline]")

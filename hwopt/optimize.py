@@ -20,6 +20,7 @@ The steps, in order (docs/architecture.md draws them):
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 import tempfile
@@ -32,6 +33,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from hwopt import progress
 from hwopt.bench import BenchConfig, bench_session_options, measure_latency
 from hwopt.config import Config
 from hwopt.errors import GateFailed, ModelLoadError, PassError, TargetUnavailable, UsageError, one_line
@@ -39,10 +41,12 @@ from hwopt.gates import Gates, evaluate
 from hwopt.graph_choice import GraphChoice, applies, choose_graph
 from hwopt.hostinfo import host_info
 from hwopt.memory.analysis import MemoryAnalysis, analyze_memory
-from hwopt.memory.probe import MeasurementFailed, measure_session_memory
+from hwopt.memory.probe import MeasurementFailed, measure_session_memory, start_servers
 from hwopt.memory.settings import (
+    RACES,
     Floor,
     MemoryChoice,
+    MemorySetting,
     WeightsCheck,
     choose_settings,
     empty_session_bytes,
@@ -76,7 +80,7 @@ from hwopt.passes.registry import check_names, resolve
 from hwopt.precision import PrecisionOptions, calibration_sets, run_precision_stage
 from hwopt.quant.accuracy import compare
 from hwopt.quant.calibration import load_samples
-from hwopt.quant.search import PIPELINE_GRAPH
+from hwopt.quant.search import FAST_SHIP_RACES, PIPELINE_GRAPH
 from hwopt.report.optimize import (
     Accuracy,
     BuildReport,
@@ -87,10 +91,17 @@ from hwopt.report.optimize import (
     Partition,
 )
 from hwopt.report.render import render_markdown
-from hwopt.session import ORT_ERRORS, create_session, default_session_options, run_session
+from hwopt.session import ORT_ERRORS, create_session, default_session_options, physical_cores, run_session
 from hwopt.target_race import race_targets
 from hwopt.targets import BuildContext, Target, get_target
-from hwopt.verify import VerificationFailed, compare_outputs, merge_diffs, rounding_noise, run_model
+from hwopt.verify import (
+    ModelRunner,
+    VerificationFailed,
+    compare_outputs,
+    merge_diffs,
+    rounding_noise,
+    run_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +118,13 @@ MEMORY_EXTRAS = ("config_entries", "env_allocator", "run_options")
 NO_FALLBACK = {"session.disable_cpu_ep_fallback": "1"}
 # Where a build keeps the INT8 variants within budget when asked (PrecisionOptions.keep_variants).
 INT8_VARIANTS = "int8-variants"
+# --fast: seconds per variant in decision races and in the report's benchmark, and the memory
+# settings it measures (onnxruntime's defaults first; the ones that won most often in
+# bench/results/memory_settings.md), one race each.
+FAST_RACE_SECONDS = 0.25
+FAST_BENCH_SECONDS = 0.5
+FAST_MEMORY_SETTINGS = ("pattern+arena", "no-pattern", "exact-arena", "exact-arena-no-prepack")
+FAST_RACES = 1
 
 
 @dataclasses.dataclass
@@ -122,6 +140,9 @@ class OptimizeOptions:
     # memory_search off, the target's first (onnxruntime's defaults) ships unmeasured.
     optimize_for: str = "balanced"
     memory_search: bool = True
+    # A bounded search for CI (FAST): fewer variants, shorter races; the report says what was
+    # left out.
+    fast: bool = False
     inputs_file: Path | None = None
     passes: Sequence[str] | None = None
     skip_passes: Sequence[str] = ()
@@ -138,6 +159,29 @@ class OptimizeOptions:
     # Session options over the target's (hwopt tune writes the ones it found this way).
     session_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
+    @property
+    def race_seconds(self) -> float:
+        """Seconds per variant in one race behind a build-time decision."""
+        return FAST_RACE_SECONDS if self.fast else max(0.5, self.bench.target_seconds / 2)
+
+    @property
+    def memory_race_seconds(self) -> float:
+        """Seconds per setting in a memory-settings race (at most RACE_RUNS runs): nine settings
+        race at once, up to three times."""
+        return FAST_RACE_SECONDS if self.fast else max(0.25, self.bench.target_seconds / 4)
+
+    @property
+    def search_seconds(self) -> float:
+        """Seconds per variant in the precision search's races that decide what ships."""
+        return min(self.bench.target_seconds, FAST_BENCH_SECONDS) if self.fast else self.bench.target_seconds
+
+    @property
+    def bench_config(self) -> BenchConfig:
+        """The report's benchmark of original against build."""
+        if not self.fast:
+            return self.bench
+        return dataclasses.replace(self.bench, target_seconds=min(self.bench.target_seconds, FAST_BENCH_SECONDS))
+
     @classmethod
     def from_config(cls, config: Config) -> OptimizeOptions:
         """Options as a config file sets them, hwopt's defaults for the rest."""
@@ -152,6 +196,8 @@ class OptimizeOptions:
             options.static_shapes = config.static_shapes
         if config.optimize_for is not None:
             options.optimize_for = config.optimize_for
+        if config.fast is not None:
+            options.fast = config.fast
         if config.passes is not None:
             options.passes = config.passes
         if config.skip_passes is not None:
@@ -249,47 +295,75 @@ class Checks:
         return self.pipelines[key]
 
 
-def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> OptimizeReport:
-    """Optimize ``model_path`` for every target in ``options.targets``; return the report."""
+def optimize(model_path: str | Path, options: OptimizeOptions | None = None,
+             listener: progress.Listener | None = None) -> OptimizeReport:
+    """Optimize ``model_path`` for every target in ``options.targets``; return the report.
+    ``listener`` hears of each phase and step as it happens (the command line's display)."""
     options = options or OptimizeOptions()
     model_path = Path(model_path)
+    targets = _targets(options)
+    with progress.Tracker(listener) as tracker:
+        with progress.phase("load"):
+            loaded = _load(model_path, options)
+        if options.benchmark:  # every build's memory is probed: the servers start while the passes run
+            start_servers(physical_cores())
+        with progress.phase("reference outputs"):
+            run, feeds_source, batch_note = prepare_checks(loaded, options)
+        out_dir = prepare_output_dir(
+            options.output_dir or default_output_dir(model_path),
+            protected=[model_path, *(model_path.parent / f for f in loaded.external_files)],
+        )
+        builds, manifests = [], []
+        for target in targets.values():
+            build_dir = out_dir if len(targets) == 1 else prepare_output_dir(out_dir / target.name, [model_path])
+            with progress.for_target(target.name):
+                build, manifest = _build_for_target(run, target, build_dir)
+            builds.append(build)
+            manifests.append(manifest)
+        race = None
+        if len(builds) > 1 and options.benchmark:
+            with progress.phase("target race"):
+                race = race_targets(builds, MODEL_FILE, run.feeds[0], seconds=options.race_seconds)
+    report = _report(run, builds, race, feeds_source, batch_note)
+    report.timings = list(tracker.phases)
+    for build, manifest in zip(builds, manifests):
+        _write_build_files(Path(build.build_dir), report.for_target(build.target), manifest)
+    if len(builds) > 1:
+        _write_build_files(out_dir, report, manifest=None)
+    return report
+
+
+def _targets(options: OptimizeOptions) -> dict[str, Target]:
     if not options.targets:
         raise UsageError("no target given")
-    targets = {}
+    targets: dict[str, Target] = {}
     for name in dict.fromkeys(options.targets):
         target = get_target(name, options.target_options.get(name))
         targets.setdefault(target.name, target)
     options.precision.validate()
+    return targets
+
+
+def _load(model_path: Path, options: OptimizeOptions) -> LoadedModel:
     loaded = load_model(model_path)
     # After loading: naming a pass imports every pass module, which a bad file need not wait for.
     if options.passes is not None:
         check_names(options.passes, "--passes")
     check_names(options.skip_passes, "--skip-pass")
     check_names(list(options.pass_options), "[passes] options")
-    run, feeds_source, batch_note = prepare_checks(loaded, options)
+    return loaded
 
-    out_dir = prepare_output_dir(
-        options.output_dir or default_output_dir(model_path),
-        protected=[model_path, *(model_path.parent / f for f in loaded.external_files)],
-    )
-    builds, manifests = [], []
-    for target in targets.values():
-        build_dir = out_dir if len(targets) == 1 else prepare_output_dir(out_dir / target.name, [model_path])
-        build, manifest = _build_for_target(run, target, build_dir)
-        builds.append(build)
-        manifests.append(manifest)
 
-    race = None
-    if len(builds) > 1 and options.benchmark:
-        race = race_targets(builds, MODEL_FILE, run.feeds[0], seconds=max(0.5, options.bench.target_seconds / 2))
+def _report(run: Checks, builds: list[BuildReport], race, feeds_source: str, batch_note: str | None) -> OptimizeReport:
+    """The run's report: every build, the gates, and what a reader must know about the run."""
     report = OptimizeReport(
-        model=_model_info(loaded),
+        model=_model_info(run.loaded),
         inputs=run.specs,
         feeds_source=feeds_source,
         host=host_info(),
         versions=versions(),
         builds=builds,
-        gates=evaluate(options.gates, builds),
+        gates=evaluate(run.options.gates, builds),
         target_race=race,
     )
     for target in race.slower() if race else ():
@@ -308,17 +382,26 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None) -> 
         report.notes.append("--static-shapes: the build's inputs are fixed to "
                             + ", ".join(f"{s.name}={'x'.join(map(str, s.shape)) or 'scalar'}" for s in run.specs)
                             + "; it runs at exactly those shapes and was checked at them only")
+    if run.options.fast:
+        report.notes.append(_fast_note(builds))
     defaulted = [d for spec in run.specs for d in spec.defaulted]
     if defaulted:
         report.warnings.append(
             f"symbolic dimensions set to the default 1: {', '.join(defaulted)} "
             "(fix them with --input-shape NAME=DxDx...)"
         )
-    for build, manifest in zip(builds, manifests):
-        _write_build_files(Path(build.build_dir), report.for_target(build.target), manifest)
-    if len(builds) > 1:
-        _write_build_files(out_dir, report, manifest=None)
     return report
+
+
+def _fast_note(builds: Sequence[BuildReport]) -> str:
+    """What --fast measured less of than a full run, for the report."""
+    skips = sorted({skip for b in builds if b.precision for skip in b.precision.fast_skips})
+    return (f"--fast: a bounded search: decision races of {FAST_RACE_SECONDS:g} s per variant and a "
+            f"{FAST_BENCH_SECONDS:g} s benchmark; memory settings: {len(FAST_MEMORY_SETTINGS)} candidates "
+            f"({', '.join(FAST_MEMORY_SETTINGS)}), {FAST_RACES} race each"
+            + (f"; precision: INT8 decided in up to {FAST_SHIP_RACES} races, skipped: {', '.join(skips)}" if skips
+               else "")
+            + "; a full run may choose differently where candidates are close")
 
 
 def check_outcome(report: OptimizeReport, options: OptimizeOptions) -> None:
@@ -361,7 +444,8 @@ def prepare_checks(loaded: LoadedModel, options: OptimizeOptions) -> tuple[Check
     outputs on them; also the feeds' source and a note when batch 2 could not run."""
     specs, feeds, feeds_source = _inputs_and_feeds(loaded, options)
     try:
-        reference = run_model(loaded.proto, feeds)
+        original = ModelRunner(loaded.proto)
+        reference = original(feeds)
     except VerificationFailed as exc:
         raise ModelLoadError(f"{loaded.path}: the model does not run: {exc}") from exc
     check_feeds, references, batch_note = [feeds], [reference], None
@@ -369,7 +453,7 @@ def prepare_checks(loaded: LoadedModel, options: OptimizeOptions) -> tuple[Check
     batch2 = None if options.static_shapes else second_batch(specs, feeds)
     if batch2 is not None:
         try:
-            references.append(run_model(loaded.proto, batch2))
+            references.append(original(batch2))
             check_feeds.append(batch2)
         except VerificationFailed as exc:
             batch_note = f"passes were checked at one batch size only: the original does not run at batch 2 ({exc})"
@@ -384,7 +468,7 @@ def prepare_checks(loaded: LoadedModel, options: OptimizeOptions) -> tuple[Check
             source = None
             batch_note = (f"--static-shapes not applied: onnxruntime refuses the model with these shapes baked in "
                           f"({one_line(exc)}); the build keeps the model's own input shapes")
-    run = Checks(loaded, specs, check_feeds, references, rounding_noise(loaded.proto, check_feeds), options,
+    run = Checks(loaded, specs, check_feeds, references, rounding_noise(loaded.proto, check_feeds, references), options,
                  source=source)
     return run, feeds_source, batch_note
 
@@ -425,62 +509,64 @@ def _target_precision(target: Target, requested: str) -> str:
     return requested
 
 
+@dataclasses.dataclass
+class _Graphs:
+    """The float graphs a build may ship (the one to ship first) and how they were chosen."""
+
+    result: PipelineResult  # the target's pipeline
+    graphs: dict[str, PipelineResult]
+    variants: dict[str, PipelineResult]
+    choice: GraphChoice | None
+
+
+def _float_graphs(run: Checks, target: Target, available: bool) -> _Graphs:
+    """The target's verified pipeline and, where they apply and race faster, its graph variants."""
+    options = run.options
+    with progress.phase("passes"):
+        result = run.pipeline_result(target)
+    graphs, choice = {PIPELINE_GRAPH: result}, None
+    with progress.phase("graph variants"):
+        variants = run.graph_variants(target) if available else {}
+        if any(applies(v) for v in variants.values()):
+            choice = choose_graph(result.model, variants, run.feeds[0], session_options_for(target, options),
+                                  target.providers(), seconds=options.race_seconds)
+            graphs.update({label: v for label, v in variants.items() if applies(v)})
+            if choice.chosen is not None:
+                graphs = {choice.chosen.label: graphs[choice.chosen.label], **graphs}
+    return _Graphs(result, graphs, variants, choice)
+
+
 def _build_for_target(run: Checks, target: Target, build_dir: Path) -> tuple[BuildReport, dict]:
     """Build, write and measure one target; return its report and the manifest, which the
     caller writes last."""
     options = run.options
-    result = run.pipeline_result(target)
     availability = target.availability()
     precision = _target_precision(target, options.precision.mode)
-    providers = target.providers()
-
-    # Float graphs the build may ship, the FP32 choice first.
-    graphs = {PIPELINE_GRAPH: result}
-    choice = None
-    variants = run.graph_variants(target) if availability.available else {}
-    if any(applies(v) for v in variants.values()):
-        choice = choose_graph(result.model, variants, run.feeds[0], session_options_for(target, options), providers,
-                              seconds=max(0.5, options.bench.target_seconds / 2))
-        graphs.update({label: v for label, v in variants.items() if applies(v)})
-        if choice.chosen is not None:
-            graphs = {choice.chosen.label: graphs[choice.chosen.label], **graphs}
-    graph = next(iter(graphs))
-
-    model, precision_report = graphs[graph].model, None
+    floats = _float_graphs(run, target, availability.available)
+    graph = next(iter(floats.graphs))
+    model, precision_report = floats.graphs[graph].model, None
     if target.int8_formats and precision in ("auto", "int8") and availability.available:
-        stage = dataclasses.replace(options.precision, mode=precision)
-        precision_report, model = run_precision_stage(
-            {label: r.model for label, r in graphs.items()}, run.specs, stage, session_options_for(target, options),
-            providers, bench_seconds=options.bench.target_seconds, seed=options.seed,
-            keep=build_dir / INT8_VARIANTS if options.precision.keep_variants else None,
-            formats=target.int8_formats,
-        )
+        with progress.phase("precision"):
+            stage = dataclasses.replace(options.precision, mode=precision)
+            precision_report, model = run_precision_stage(
+                {label: r.model for label, r in floats.graphs.items()}, run.specs, stage,
+                session_options_for(target, options), target.providers(), bench_seconds=options.search_seconds,
+                seed=options.seed, keep=build_dir / INT8_VARIANTS if options.precision.keep_variants else None,
+                formats=target.int8_formats, fast=options.fast,
+            )
         if precision_report.chosen == "int8":
             graph = precision_report.graph
-    records = _records_for(result, variants, graph, choice)
-    calibration = None
-    if precision == "int8" and not target.int8_formats:
-        calibration = calibration_sets(options.precision, run.specs, options.seed)[0]
-    (build_dir / MANIFEST).unlink(missing_ok=True)  # the manifest marks a complete build
-    final = target.finalize(model, BuildContext(
-        build_dir=build_dir, specs=run.specs, feeds=run.feeds, references=run.references,
-        precision=precision, calibration=calibration, options=target.options,
-    ))
+    records = _records_for(floats.result, floats.variants, graph, floats.choice)
+    with progress.phase("finalize"):
+        final, outputs, model_files, analysis = _finalize(run, target, build_dir, model, floats.graphs[graph],
+                                                          precision)
     model = final.model
-    outputs = graphs[graph].outputs if model is graphs[graph].model else [run_model(model, f) for f in run.feeds]
-    model_files = save_model_atomic(model, build_dir / MODEL_FILE)
-
     session_options = session_options_for(target, options)
     providers = list(final.providers or target.providers())
-    analysis = analyze_memory(model, run.specs, feeds=run.feeds[0])
-    skipped = _memory_search_skipped(run, target, providers, availability)
-    weights = None if skipped else _weights_file_check(run, target, model, build_dir, providers, session_options)
-    if weights is not None and weights.external:
-        model_files = save_model_atomic(model, build_dir / MODEL_FILE, external=True)
-    memory_choice, memory_note = _choose_memory_settings(run, target, build_dir, providers, session_options,
-                                                         records, analysis, skipped)
-    if memory_choice is not None:
-        memory_choice.weights = weights
+    with progress.phase("memory settings"):
+        memory_choice, memory_note, model_files = _memory_settings(run, target, build_dir, model, model_files,
+                                                                   providers, session_options, records, analysis,
+                                                                   availability)
     deployed = memory_choice.deployed if memory_choice else None
     if deployed is not None:
         session_options = deployed.session_options(session_options)
@@ -509,17 +595,57 @@ def _build_for_target(run: Checks, target: Target, build_dir: Path) -> tuple[Bui
             summary=compare(run.references, outputs),
         ),
         passes=records,
-        graph_choice=choice,
+        graph_choice=floats.choice,
         precision=precision_report,
         precision_label=final.precision if precision_report is None or precision_report.chosen != "int8" else "int8",
         target_notes=[n for n in (target.alias_note, *final.notes) if n],
         checks=final.checks,
     )
-    build.warnings += _precision_warnings(precision_report)
-    build.warnings += [f"check failed: {c.name}: {c.detail}" for c in final.checks if not c.passed]
+    _measure_build(run, build, build_dir, providers, availability, analysis, records, memory_choice, memory_note)
+    extra = [f for f in final.files if (build_dir / f).is_file()]
+    return build, _manifest(build, run.loaded, run.specs, model, records, build_dir,
+                            [*model_files, MEMORY_PLAN, *extra])
+
+
+def _finalize(run: Checks, target: Target, build_dir: Path, model: onnx.ModelProto, chosen: PipelineResult,
+              precision: str):
+    """The target's last step on the chosen graph, the build's outputs on the check feeds, the
+    model written, and its memory analysis."""
+    calibration = None
+    if precision == "int8" and not target.int8_formats:
+        calibration = calibration_sets(run.options.precision, run.specs, run.options.seed)[0]
+    (build_dir / MANIFEST).unlink(missing_ok=True)  # the manifest marks a complete build
+    final = target.finalize(model, BuildContext(
+        build_dir=build_dir, specs=run.specs, feeds=run.feeds, references=run.references,
+        precision=precision, calibration=calibration, options=target.options,
+    ))
+    outputs = chosen.outputs if final.model is chosen.model else [run_model(final.model, f) for f in run.feeds]
+    model_files = save_model_atomic(final.model, build_dir / MODEL_FILE)
+    return final, outputs, model_files, analyze_memory(final.model, run.specs, feeds=run.feeds[0])
+
+
+def _memory_settings(run: Checks, target: Target, build_dir: Path, model: onnx.ModelProto, model_files: list[str],
+                     providers, session_options, records, analysis: MemoryAnalysis, availability):
+    """Where the weights live and which memory settings deploy, both measured (or why not);
+    returns the choice, the note, and the build's model files."""
+    skipped = _memory_search_skipped(run, target, providers, availability)
+    weights = None if skipped else _weights_file_check(run, target, model, build_dir, providers, session_options)
+    if weights is not None and weights.external:
+        model_files = save_model_atomic(model, build_dir / MODEL_FILE, external=True)
+    memory_choice, memory_note = _choose_memory_settings(run, target, build_dir, providers, session_options,
+                                                         records, analysis, skipped)
+    if memory_choice is not None:
+        memory_choice.weights = weights
+    return memory_choice, memory_note, model_files
+
+
+def _measure_build(run: Checks, build: BuildReport, build_dir: Path, providers, availability,
+                   analysis: MemoryAnalysis, records, memory_choice: MemoryChoice | None, memory_note: str) -> None:
+    """Warnings, then (where the target runs here) partition, latency and memory, into ``build``."""
+    build.warnings += _precision_warnings(build.precision)
+    build.warnings += [f"check failed: {c.name}: {c.detail}" for c in build.checks if not c.passed]
     for record in (r for r in records if r.status == "rolled_back"):
         build.warnings.append(f"pass '{record.name}' was rolled back: {record.reason}")
-
     if not availability.available:
         build.latency.not_measured = availability.reason
         build.partition = Partition(not_measured=availability.reason)
@@ -530,16 +656,15 @@ def _build_for_target(run: Checks, target: Target, build_dir: Path) -> tuple[Bui
                 f"{len(build.partition.fallback)} node(s) run on a provider other than "
                 f"{providers[0][0]}: {', '.join(build.partition.fallback[:5])} (--no-fallback makes this an error)"
             )
-        if not options.benchmark:
+        if not run.options.benchmark:
             build.latency.not_measured = "benchmark skipped (--no-bench)"
         else:
-            build.latency = _benchmark(run.loaded, build_dir, build, run.feeds[0], options.bench)
-    build.memory = _memory_report(run, analysis, records, build_dir, build, availability, memory_choice)
+            with progress.phase("benchmark"):
+                build.latency = _benchmark(run.loaded, build_dir, build, run.feeds[0], run.options.bench_config)
+    with progress.phase("memory report"):
+        build.memory = _memory_report(run, analysis, records, build_dir, build, availability, memory_choice)
     build.memory.settings_note = memory_note
     write_json_atomic(build_dir / MEMORY_PLAN, build.memory.build.plan_document(run.specs))
-    extra = [f for f in final.files if (build_dir / f).is_file()]
-    return build, _manifest(build, run.loaded, run.specs, model, records, build_dir,
-                            [*model_files, MEMORY_PLAN, *extra])
 
 
 def _precision_warnings(report) -> list[str]:
@@ -610,17 +735,24 @@ def _weights_file_check(run: Checks, target: Target, model: onnx.ModelProto, bui
                         session_options) -> WeightsCheck | None:
     """Whether the build's weights ship in a file beside model.onnx (hwopt.memory.settings),
     measured with onnxruntime's defaults; None for a model with little to gain."""
-    if model_stats(model).weight_bytes < WEIGHTS_FILE_MIN:
+    if model_stats(model, serialized_bytes=0).weight_bytes < WEIGHTS_FILE_MIN:
         return None
     with tempfile.TemporaryDirectory(prefix=".weights-", dir=build_dir) as tmp:
         external = Path(tmp) / MODEL_FILE
         save_model_atomic(model, external, external=True)
         return weights_check(target.memory_settings[0], build_dir / MODEL_FILE, external, session_options,
-                             providers, run.feeds[0], _memory_race_seconds(run), base_dir=build_dir)
+                             providers, run.feeds[0], base_dir=build_dir)
 
 
-def _memory_race_seconds(run: Checks) -> float:
-    return max(0.5, run.options.bench.target_seconds / 2)
+def _memory_races(options: OptimizeOptions) -> int:
+    return FAST_RACES if options.fast else RACES
+
+
+def _memory_candidates(target: Target, options: OptimizeOptions) -> list[MemorySetting]:
+    candidates = list(target.memory_settings)
+    if options.fast:
+        candidates = [s for s in candidates if s.label in FAST_MEMORY_SETTINGS] or candidates[:1]
+    return candidates
 
 
 def _choose_memory_settings(run: Checks, target: Target, build_dir: Path, providers, session_options,
@@ -634,9 +766,10 @@ def _choose_memory_settings(run: Checks, target: Target, build_dir: Path, provid
                  and any(r.name == "reorder" and r.status == "applied" for r in records))
     try:
         choice = choose_settings(build_dir / MODEL_FILE, session_options, providers, run.feeds[0],
-                                 target.memory_settings, run.options.optimize_for,
-                                 seconds=_memory_race_seconds(run), check_order=reordered,
-                                 planned_arena_bytes=analysis.planned_arena_bytes, base_dir=build_dir)
+                                 _memory_candidates(target, run.options), run.options.optimize_for,
+                                 seconds=run.options.memory_race_seconds, check_order=reordered,
+                                 planned_arena_bytes=analysis.planned_arena_bytes, base_dir=build_dir,
+                                 races=_memory_races(run.options))
     except MeasurementFailed as exc:
         return None, f"not chosen: {exc}"
     return choice, ""
@@ -666,15 +799,19 @@ def _memory_report(run: Checks, analysis: MemoryAnalysis, records: Sequence[Pass
     with tempfile.TemporaryDirectory(prefix="hwopt-feeds-") as tmp:
         feeds_path = Path(tmp) / "feeds.npz"
         save_npz(feeds_path, run.feeds[0])
-        report.measured_original = measure_session_memory(run.loaded.path, listed, default_session_options("all"),
-                                                          feeds_path)
+        # Fresh processes, the original's beside the empty session's (a process's peak is its own).
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            original = pool.submit(measure_session_memory, run.loaded.path, listed, default_session_options("all"),
+                                   feeds_path)
+            session_bytes = empty_session_bytes()
+            report.measured_original = original.result()
         report.measured_build = choice.deployed_result.memory if choice else None
         if report.measured_build is None:
             report.measured_build = measure_session_memory(build_dir / MODEL_FILE, listed, build.session_options,
                                                            feeds_path, base_dir=build_dir)
     # Every weight, subgraphs' and Constant nodes' too (the analysis counts the main graph's).
     report.floor = Floor(weight_bytes=build.optimized.weight_bytes, arena_bytes=analysis.planned_arena_bytes,
-                         io_bytes=analysis.input_bytes + analysis.output_bytes, session_bytes=empty_session_bytes())
+                         io_bytes=analysis.input_bytes + analysis.output_bytes, session_bytes=session_bytes)
     return report
 
 

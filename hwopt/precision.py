@@ -115,6 +115,7 @@ def run_precision_stage(
     seed: int = 0,
     keep: Path | None = None,
     formats: Sequence[str] = ("qdq", "qoperator"),
+    fast: bool = False,
 ) -> tuple[PrecisionReport, onnx.ModelProto]:
     """The report and the model to ship: the INT8 winner, or the first of ``graphs`` (the
     FP32 build; the others are float variants whose INT8 forms compete too)."""
@@ -126,6 +127,7 @@ def run_precision_stage(
         bench_seconds=bench_seconds,
         static=options.static_allowed,
         formats=tuple(formats),
+        fast=fast,
     )
     with tempfile.TemporaryDirectory(prefix="hwopt-int8-") as tmp:
         report, chosen = choose_precision(

@@ -134,21 +134,38 @@ def _signature(values, graph: onnx.GraphProto) -> list[tuple[str, int, int]]:
 
 def run_model(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Outputs of one ORT run with verification settings; failures become VerificationFailed."""
-    try:
-        session = create_session(model, VERIFY_SESSION_OPTIONS)
-        return run_session(session, feeds)
-    except ORT_ERRORS as exc:
-        raise VerificationFailed(f"onnxruntime: {one_line(exc)}") from exc
+    return ModelRunner(model)(feeds)
+
+
+class ModelRunner:
+    """One verification session of ``model`` for several runs (a 100 MB model's session takes
+    a quarter of a second to make); failures become VerificationFailed."""
+
+    def __init__(self, model: onnx.ModelProto):
+        try:
+            self.session = create_session(model, VERIFY_SESSION_OPTIONS)
+        except ORT_ERRORS as exc:
+            raise VerificationFailed(f"onnxruntime: {one_line(exc)}") from exc
+
+    def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            return run_session(self.session, feeds)
+        except ORT_ERRORS as exc:
+            raise VerificationFailed(f"onnxruntime: {one_line(exc)}") from exc
 
 
 
-def rounding_noise(model: onnx.ModelProto, feed_sets: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
+def rounding_noise(model: onnx.ModelProto, feed_sets: Sequence[Mapping[str, np.ndarray]],
+                   outputs: Sequence[Mapping[str, np.ndarray]] | None = None) -> dict[str, float]:
     """Per output, how far onnxruntime's own basic optimizations (constant and BatchNorm
-    folding) move it: the float32 rounding noise an exact rewrite of this model can cause."""
-    plain = create_session(model, VERIFY_SESSION_OPTIONS)
+    folding) move it: the float32 rounding noise an exact rewrite of this model can cause.
+    ``outputs``: the model's outputs on ``feed_sets`` with verification settings, where known."""
+    if outputs is None:
+        plain = create_session(model, VERIFY_SESSION_OPTIONS)
+        outputs = [run_session(plain, feeds) for feeds in feed_sets]
     folded = create_session(model, {**VERIFY_SESSION_OPTIONS, "graph_optimization_level": "basic"})
     noise: dict[str, float] = {}
-    for feeds in feed_sets:
-        for d in compare_outputs(run_session(plain, feeds), run_session(folded, feeds)):
+    for feeds, plain_outputs in zip(feed_sets, outputs):
+        for d in compare_outputs(plain_outputs, run_session(folded, feeds)):
             noise[d.name] = max(noise.get(d.name, 0.0), d.max_abs if np.isfinite(d.max_abs) else 0.0)
     return noise

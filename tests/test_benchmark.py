@@ -415,8 +415,9 @@ def test_report_json_and_tables(tiny: Path) -> None:
                     "cv", "noisy", "ratio_p50"} <= r["latency"].keys()
 
     doc = report.document()
-    assert [t.title for t in doc.tables] == ["Batch 1: latency (ms)", "Batch 2: latency (ms)"]
-    for table in doc.tables:
+    assert [t.title for t in doc.tables] == ["Batch 1: latency (ms)", "Batch 2: latency (ms)", "Time"]
+    assert [t["name"] for t in data["timings"]] == ["load", "latency at batch 1", "latency at batch 2"]
+    for table in doc.tables[:2]:
         assert [row[0] for row in table.rows] == labels
         assert table.columns == ("variant", "p50", "p90", "p99", "mean", "std", "runs", "items/s", "ratio", "peak RSS")
         notes = " ".join(table.notes)

@@ -39,7 +39,7 @@ seconds = 0.5
 @pytest.mark.parametrize(
     "data, message",
     [
-        ({"target": "cpu"}, "unknown key.*target;.*known: bench, calibration, gates, input_shapes"),
+        ({"target": "cpu"}, "unknown key.*target;.*known: bench, calibration, fast, gates, input_shapes"),
         ({"pipeline": {"pases": []}}, r"unknown key\(s\) pases"),
         ({"pipeline": {"strict": 1}}, "must be a bool"),
         ({"input_shapes": {"x": [1, 0]}}, "positive integers"),
@@ -84,3 +84,10 @@ def test_optimize_for_from_a_config_and_the_flag() -> None:
         parse_config({"optimize_for": "smallest"})
     proc = invoke_cli("optimize", SAMPLES / "resnext_tiny.onnx", "--optimize-for", "smallest")
     assert proc.returncode == 2 and "--optimize-for must be one of" in proc.stderr
+
+
+def test_fast_from_a_config() -> None:
+    assert OptimizeOptions.from_config(parse_config({"fast": True})).fast is True
+    assert OptimizeOptions.from_config(parse_config({})).fast is False
+    with pytest.raises(ConfigError, match="fast"):
+        parse_config({"fast": "yes"})

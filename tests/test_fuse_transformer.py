@@ -77,6 +77,24 @@ def test_a_graph_without_transformer_blocks_is_unchanged(tmp_path: Path) -> None
     result = Pipeline(resolve(["fuse_transformer"])).run(model, PassContext(target="cpu", input_specs=specs),
                                                          feeds, [run_model(model, feeds[0])])
     assert result.records[0].status == "unchanged"
+    # A CNN has no op any fusion starts from: onnxruntime's optimizer is not even run.
+    assert "no transformer pattern can match" in result.records[0].notes[0]
+
+
+def test_a_graph_with_an_anchor_op_but_no_block_runs_the_fusions_and_is_unchanged() -> None:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Softmax", ["m"], ["y"], axis=-1)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8])],
+        [onnx.numpy_helper.from_array(np.eye(8, dtype=np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    specs = resolve_input_specs(model.graph)
+    feeds = [generate_feeds(specs)]
+    result = Pipeline(resolve(["fuse_transformer"])).run(model, PassContext(target="cpu", input_specs=specs),
+                                                         feeds, [run_model(model, feeds[0])])
+    assert result.records[0].status == "unchanged"
     assert "no transformer pattern matched" in result.records[0].notes[0]
 
 

@@ -206,27 +206,34 @@ def test_int8_ships_only_when_most_races_beat_fp32() -> None:
             return 1.0 if twin else None
 
         ran: list[float] = []
-        search = SimpleNamespace(time=time, settings=SearchSettings())
+        search = SimpleNamespace(time=time, settings=SearchSettings(), ship_seconds=1.0)
         return _Search.beats_fp32(search, record), record.latency_ratio, len(ran)
 
     assert SHIP_RACES == 5
     # A majority of up to five races decides; the reported ratio is their median.
-    assert decide([0.80, 0.85, 0.82]) == (True, 0.82, 3)
+    assert decide([0.90, 0.95, 0.92]) == (True, 0.92, 3)
+    # Two races both clear of the margin by 5%, on one side, decide alone.
+    assert decide([0.80, 0.85, 0.82]) == (True, 0.825, 2)
+    assert decide([1.10, 1.08, 0.90]) == (False, 1.09, 2)
+    assert decide([0.80, 0.95, 0.82]) == (True, 0.82, 3)
     # One race that lands 10% off is an outlier, not a verdict (resnext_tiny flipped on one).
     assert decide([0.85, 1.05, 0.86, 0.84]) == (True, 0.855, 4)
     assert decide([0.99, 0.97, 1.01, 0.99]) == (False, 0.99, 4)
     assert decide([0.99, 1.0, 1.02]) == (False, 1.0, 3)
     assert decide([0.80, None]) == (False, None, 2)
-    # Each race's noise (the second FP32 session against the first) is recorded for the report.
+    # The first race's noise (a second FP32 session against the first) is recorded for the report.
     record = VariantRecord("int8", QuantConfig())
-    script = iter([(0.85, 1.03), (0.86, 0.99), (0.84, 1.0)])
+    script = iter([(0.95, 1.03), (0.96, 0.99), (0.94, 1.0)])
+    twins = []
 
     def time(records, seconds, twin=False):
         record.latency_ratio, twin_ratio = next(script)
+        twins.append(twin)
         return twin_ratio if twin else None
 
-    assert _Search.beats_fp32(SimpleNamespace(time=time, settings=SearchSettings()), record)
-    assert record.race_ratios == [0.85, 0.86, 0.84] and record.race_noise == pytest.approx([0.03, 0.01, 0.0])
+    assert _Search.beats_fp32(SimpleNamespace(time=time, settings=SearchSettings(), ship_seconds=1.0), record)
+    assert record.race_ratios == [0.95, 0.96, 0.94] and record.race_noise == pytest.approx([0.03])
+    assert twins == [True, False, False]
 
 
 def test_without_real_data_static_int8_is_timed_but_never_a_candidate(tmp_path: Path) -> None:

@@ -61,3 +61,9 @@ def model_stats(model: onnx.ModelProto, serialized_bytes: int | None = None) -> 
         weight_bytes=weight_bytes,
         serialized_bytes=serialized_bytes if serialized_bytes is not None else model.ByteSize(),
     )
+
+
+def node_and_parameter_counts(model: onnx.ModelProto) -> tuple[int, int]:
+    """Nodes (through subgraphs) and parameters: what a pass record tracks, without the cost of
+    serializing the model to learn its size (0.14 s a call on ResNeXt50's 100 MB)."""
+    return sum(1 for _ in iter_nodes(model.graph)), sum(math.prod(t.dims) for t in iter_all_tensors(model))

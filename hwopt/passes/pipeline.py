@@ -26,9 +26,10 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
+from hwopt import progress
 from hwopt.errors import ConfigError, one_line
 from hwopt.guard import phase
-from hwopt.model.stats import model_stats
+from hwopt.model.stats import node_and_parameter_counts
 from hwopt.output import quiet_logger
 from hwopt.passes.base import Declined, Pass, PassContext, default_opset
 from hwopt.verify import (
@@ -120,7 +121,8 @@ class Pipeline:
             raise ValueError("one reference output set per feed set, and at least one")
         current, outputs = model, list(reference)
         records = []
-        for pass_ in self.passes:
+        for index, pass_ in enumerate(self.passes):
+            progress.step(f"pass {pass_.name}", index + 1, len(self.passes))
             options = {**pass_.option_defaults, **self.pass_options.get(pass_.name, {})}
             pass_ctx = dataclasses.replace(ctx, options=options)
             # onnx_ir logs its own failures (with tracebacks) on stderr; the record says why.
@@ -139,15 +141,15 @@ class Pipeline:
         feeds: Sequence[Feeds],
         noise: Mapping[str, float],
     ) -> tuple[PassRecord, onnx.ModelProto, list[Outputs]]:
-        before = model_stats(model)
+        nodes, parameters = node_and_parameter_counts(model)
         record = PassRecord(
             name=pass_.name,
             status=UNCHANGED,
             seconds=0.0,
-            nodes_before=before.nodes,
-            nodes_after=before.nodes,
-            params_before=before.parameters,
-            params_after=before.parameters,
+            nodes_before=nodes,
+            nodes_after=nodes,
+            params_before=parameters,
+            params_after=parameters,
         )
         opset = default_opset({o.domain: o.version for o in model.opset_import})
         if not pass_.min_opset <= opset <= pass_.max_opset:
@@ -162,7 +164,8 @@ class Pipeline:
             private = onnx.ModelProto()
             private.CopyFrom(model)
             result = pass_.run(ir.serde.deserialize_model(private), ctx)
-            candidate = ir.serde.serialize_model(result.model)
+            # An unchanged model is not serialized back (a second a pass on ResNeXt50's 100 MB).
+            candidate = ir.serde.serialize_model(result.model) if result.changed else model
         except Exception as exc:  # noqa: BLE001 - reported as a rollback, never swallowed
             record.seconds = time.perf_counter() - start
             log.debug("pass %s raised", pass_.name, exc_info=True)
@@ -200,8 +203,6 @@ class Pipeline:
             )
             return record, model, outputs
 
-        after = model_stats(candidate)
         record.status = APPLIED
-        record.nodes_after = after.nodes
-        record.params_after = after.parameters
+        record.nodes_after, record.params_after = node_and_parameter_counts(candidate)
         return record, candidate, new_outputs

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from hwopt import progress
 from hwopt.bench import bench_session_options, race_sessions
 from hwopt.errors import one_line
 from hwopt.hostinfo import HostInfo
@@ -71,6 +72,16 @@ _TWIN = "fp32 (second session)"
 # resnext_tiny.
 SPEED_MARGIN = 0.98
 SHIP_RACES = 5
+FAST_SHIP_RACES = 3
+# Runs per session in one race, at most: what moves a ratio is drift between races, which more
+# races answer; past a few hundred runs a race's medians no longer move (mobilenetv2_tiny ran
+# 1,000 a race, 8 s of its 9 s search).
+RACE_RUNS = 200
+FAST_SKIPS = ("INT8 of the graph variants", "per-tensor dynamic INT8", "layer groups kept in float",
+              "the static INT8 probe")
+# Two races that both land this far from the margin, on the same side, decide without a third:
+# one race lands up to ~10% off on these hosts now and then, two in the same direction rarely.
+CLEAR_OF_MARGIN = 0.05
 # Keeping a layer group in float must gain at least this much, in each of GROUP_RACES races
 # with fresh sessions, to be kept: one race's few percent are within what one session of a
 # model differs from another, and every group in float costs weight size. With one race,
@@ -140,6 +151,8 @@ class PrecisionReport:
     static_candidates: bool = True
     # The float graph the shipped model came from (PIPELINE_GRAPH or a measured variant's label).
     graph: str = PIPELINE_GRAPH
+    # What --fast left out of this search.
+    fast_skips: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def chosen_record(self) -> VariantRecord | None:
@@ -163,6 +176,7 @@ class PrecisionReport:
             "static_note": self.static_note,
             "static_candidates": self.static_candidates,
             "graph": self.graph or "pipeline",
+            "fast_skips": list(self.fast_skips),
         }
 
 
@@ -178,6 +192,9 @@ class SearchSettings:
     dynamic: bool = True
     # The static INT8 formats the target's provider runs well (OpenVINO: QDQ only).
     formats: tuple[str, ...] = ("qdq", "qoperator")
+    # --fast: dynamic INT8 of the FP32 build's graph only, no layer-group refinement, no static
+    # probe, FAST_SHIP_RACES ship races (FAST_SKIPS says so in the report).
+    fast: bool = False
 
 
 def _reduce_range(host: HostInfo) -> bool:
@@ -207,7 +224,13 @@ def dynamic_candidates(host: HostInfo, graphs: Sequence[str]) -> list[QuantConfi
 
 
 # The static formats measured for speed alone when static INT8 is not a candidate.
-STATIC_PROBES = (QuantConfig(fmt="qoperator", per_channel=True), QuantConfig(fmt="qdq", per_channel=True))
+# One format: each costs a full static quantization (6 s on ResNeXt50 per-channel) for a note
+# in the report. QDQ, the format onnxruntime recommends on the CPU; per-tensor, whose scales
+# take a fraction of per-channel's Python time to compute and whose kernels are the same.
+STATIC_PROBES = (QuantConfig(fmt="qdq", per_channel=False),)
+# Its calibration: speed does not depend on the scales, and calibrating ResNeXt50 on 32
+# samples took 5 s of the probe's 7.
+PROBE_SAMPLES = 2
 
 
 class _Search:
@@ -247,11 +270,12 @@ class _Search:
         return self._prepared[graph]
 
     # -- building and measuring -----------------------------------------------------------
-    def build(self, config: QuantConfig) -> VariantRecord:
+    def build(self, config: QuantConfig, calibration: SampleSet | None = None) -> VariantRecord:
         record = VariantRecord(config.label(), config)
         self.records.append(record)
+        progress.step(f"quantize {record.label}")
         try:
-            path = self.quantizers[config.graph].quantize(config)
+            path = self.quantizers[config.graph].quantize(config, calibration)
         except QuantizationFailed as exc:
             record.status, record.reason = "failed", f"quantizer: {exc}"
             return record
@@ -280,6 +304,7 @@ class _Search:
         """Latency ratios to FP32 for ``records``, all timed interleaved with FP32. With ``twin``,
         a second session of the FP32 model runs too, and its ratio to the first is returned: how
         far apart two copies of one model measure in this race (the race's noise)."""
+        progress.step("timing " + ", ".join(r.label for r in records) + " against fp32")
         runnable = {}
         for record in records:
             if record.config not in self.paths:
@@ -292,7 +317,7 @@ class _Search:
         if twin:
             sessions[_TWIN] = create_session(self.quantizers[self.fp32_graph].float_path, self.session_options,
                                              self.providers)
-        stats = race_sessions(sessions, self.held.samples[0], seconds)
+        stats = race_sessions(sessions, self.held.samples[0], seconds, max_runs=RACE_RUNS)
         for record in records:
             if record.label in stats:
                 record.latency_ratio = stats[record.label].p50_ms / stats["fp32"].p50_ms
@@ -301,29 +326,45 @@ class _Search:
     def beats_fp32(self, record: VariantRecord) -> bool:
         """Whether ``record`` runs under SPEED_MARGIN x FP32 in a majority of up to SHIP_RACES
         races (it stops once either side has the majority); its ratio becomes the median of the
-        races run. Each race also times a second FP32 session: how far it lands from the first
-        is that race's noise, which the report gives beside the margin.
+        races run. The first race also times a second FP32 session: how far it lands from the
+        first is the race's noise, which the report gives beside the margin (in every race it
+        cost a third of the races' time, 4 s on ResNeXt50, for a figure nothing decides by).
 
         A majority, not every race: on these hosts one race in several lands 10% off, and with
         "every race of two" resnext_tiny shipped INT8, INT8, FP32 in three runs. (Using the
         noise as the bar, 1 - 2 x noise, made mobilenetv2_tiny flip too: one pair's distance is
-        itself too noisy to decide by.)"""
+        itself too noisy to decide by.) Two races that both land more than CLEAR_OF_MARGIN
+        from the margin on the same side decide on their own: on ResNeXt50, whose INT8 ran
+        1.10x FP32, the third race cost 6 s and could not change the outcome."""
         ratios, noises = [], []
-        majority = SHIP_RACES // 2 + 1
-        for _ in range(SHIP_RACES):
-            twin = self.time([record], self.settings.bench_seconds, twin=True)
+        races = FAST_SHIP_RACES if self.settings.fast else SHIP_RACES
+        majority = races // 2 + 1
+        for race in range(races):
+            twin = self.time([record], self.ship_seconds, twin=race == 0)
             if record.latency_ratio is None:
                 ratios = [None]
                 break
             ratios.append(record.latency_ratio)
-            noises.append(abs(1.0 - twin) if twin is not None else 0.0)
+            if twin is not None:
+                noises.append(abs(1.0 - twin))
             wins = sum(r < SPEED_MARGIN for r in ratios)
-            if wins >= majority or len(ratios) - wins >= majority:
+            if wins >= majority or len(ratios) - wins >= majority or _clear(ratios):
                 break
         record.latency_ratio = None if None in ratios else float(np.median(ratios))
         record.race_ratios = [r for r in ratios if r is not None]
         record.race_noise = noises
-        return record.latency_ratio is not None and sum(r < SPEED_MARGIN for r in record.race_ratios) >= majority
+        wins = sum(r < SPEED_MARGIN for r in record.race_ratios)
+        clear_win = wins == len(record.race_ratios) and _clear(record.race_ratios)
+        return record.latency_ratio is not None and (wins >= majority or clear_win)
+
+    @property
+    def ship_seconds(self) -> float:
+        """Seconds per session in a ship race: half the benchmark's. What moves a ship race is
+        drift between races (one in several lands 6-10% off), which more races answer; more
+        runs in one race do not (ResNeXt50: 22 runs a race instead of 44, 9 s less). --fast
+        goes below the half second."""
+        half = self.settings.bench_seconds / 2
+        return half if self.settings.fast else max(0.5, half)
 
     def within(self, record: VariantRecord) -> bool:
         accuracy = self.accuracy(record)
@@ -339,8 +380,13 @@ class _Search:
         method = self.settings.calibration or "minmax"
         configs = []
         if self.settings.static:
-            configs += [dataclasses.replace(c, calibration=method) for c in format_candidates(host, self.settings.formats)]
-        if self.settings.dynamic:
+            static = format_candidates(host, self.settings.formats)
+            if self.settings.fast:  # U8 activations, per-channel weights, the target's first format
+                static = static[:1]
+            configs += [dataclasses.replace(c, calibration=method) for c in static]
+        if self.settings.dynamic and self.settings.fast:  # one candidate, raced once: in the ship races
+            configs += [c for c in dynamic_candidates(host, [self.fp32_graph]) if c.per_channel]
+        elif self.settings.dynamic:
             configs += dynamic_candidates(host, list(self.quantizers))
         built = [self.build(config) for config in configs]
         alive = [r for r in built if r.status != "failed"]
@@ -357,7 +403,8 @@ class _Search:
                 dropped.status, dropped.reason = "dropped", "slower than the faster half in a timing round"
             alive = survivors
             seconds *= 2
-        self.time(alive, seconds)
+        if alive and not (self.settings.fast and len(alive) == 1):  # (FP32 alone raced for nothing)
+            self.time(alive, seconds)
         return stable_ranking(alive, configs)
 
     def accurate_base(self, ranked: list[VariantRecord]) -> VariantRecord | None:
@@ -416,10 +463,18 @@ class _Search:
         return None
 
     def refine_groups(self, base: VariantRecord) -> VariantRecord:
+        untouched = _untouched_nodes(self.prepared(base.config.graph), self.paths[base.config]) \
+            if base.config.dynamic else set()
         for group, nodes in layer_groups(self.prepared(base.config.graph)).items():
             if not nodes or set(nodes) <= set(base.config.exclude):
                 continue
             exclude = tuple(sorted(set(base.config.exclude) | set(nodes)))
+            if set(nodes) <= untouched:  # what the check below finds after quantizing, without it
+                config = dataclasses.replace(base.config, exclude=exclude)
+                record = VariantRecord(f"{config.label()} ({group} in float)", config)
+                record.status, record.reason = "not kept", f"the same model: the quantizer leaves {group} alone"
+                self.records.append(record)
+                continue
             candidate = self.build(dataclasses.replace(base.config, exclude=exclude))
             candidate.label += f" ({group} in float)"
             if candidate.status == "failed":
@@ -452,6 +507,12 @@ class _Search:
         return True
 
 
+def _clear(ratios: Sequence[float]) -> bool:
+    """Whether the first two ship races both landed beyond CLEAR_OF_MARGIN, on one side."""
+    return len(ratios) == 2 and (all(r < SPEED_MARGIN - CLEAR_OF_MARGIN for r in ratios)
+                                 or all(r > SPEED_MARGIN + CLEAR_OF_MARGIN for r in ratios))
+
+
 def stable_ranking(records: Sequence[VariantRecord], preference: Sequence[QuantConfig]) -> list[VariantRecord]:
     """Fastest first, except that variants within HALVING_TIES of the fastest count as tied and
     go in the fixed order of ``preference`` (the candidate list): which of two formats a few
@@ -473,6 +534,14 @@ def quantizes_anything(graph: onnx.GraphProto) -> bool:
         if any(quantizes_anything(a.g) for a in node.attribute if a.type == onnx.AttributeProto.GRAPH):
             return True
     return False
+
+
+def _untouched_nodes(prepared: onnx.ModelProto, quantized: Path) -> set[str]:
+    """Nodes of ``prepared`` that dynamic INT8 wrote back unchanged (same name, operator and
+    inputs): keeping them in float cannot change the model (ResNeXt50: four groups, 4 s of
+    quantizing to learn that)."""
+    written = {n.name: (n.op_type, tuple(n.input)) for n in onnx.load(str(quantized), load_external_data=False).graph.node}
+    return {n.name for n in prepared.graph.node if written.get(n.name) == (n.op_type, tuple(n.input))}
 
 
 def layer_groups(model: onnx.ModelProto) -> dict[str, list[str]]:
@@ -519,7 +588,11 @@ def choose_precision(
     (hwopt tune races them itself)."""
     search = _Search(graphs, calib, held, settings, session_options, providers, workdir)
     report, chosen = _choose(search, calib, held, requested, settings, host)
-    if not settings.static and PIPELINE_GRAPH in search.quantizers:
+    if settings.fast:
+        report.fast_skips = [skip for skip in FAST_SKIPS if len(graphs) > 1 or skip != FAST_SKIPS[0]]
+        if settings.static:
+            report.fast_skips.append(f"static INT8 formats other than {format_candidates(host, settings.formats)[0].label()}")
+    elif not settings.static and PIPELINE_GRAPH in search.quantizers:
         report.static_note = _probe_static(search, host)
     if keep is not None:
         _keep_within_budget(search, keep)
@@ -530,7 +603,8 @@ def _probe_static(search: _Search, host: HostInfo) -> str:
     """Time static INT8 against FP32 once, for the report: what it would gain on this host
     (its accuracy is not judged, nor is it ever shipped from here)."""
     probes = [probe for probe in STATIC_PROBES if probe.fmt in search.settings.formats]
-    built = [search.build(dataclasses.replace(probe, reduce_range=_reduce_range(host))) for probe in probes]
+    few = search.quantizers[PIPELINE_GRAPH].calibration.take(PROBE_SAMPLES)
+    built = [search.build(dataclasses.replace(probe, reduce_range=_reduce_range(host)), few) for probe in probes]
     records = [r for r in built if r.status != "failed"]
     if records:
         search.time(records, max(0.5, search.settings.bench_seconds / 2))
@@ -578,12 +652,13 @@ def _choose(search: _Search, calib: SampleSet, held: SampleSet, requested: str, 
             return report, None
         report.reason = f"no INT8 variant met the accuracy budget ({settings.budget.describe()})"
         return report, _forced(search, ranked, settings, report)
-    base = search.refine_groups(base)
+    if not settings.fast:
+        base = search.refine_groups(base)
     if not search.beats_fp32(base):
         ratio = f"{base.latency_ratio:.2f}x" if base.latency_ratio is not None else "an unmeasured"
         base.status = "slower"
         base.reason = f"{ratio} FP32 latency (median): not faster than FP32 beyond noise in most races"
-        report.reason = f"the best INT8 variant within budget runs at {ratio} FP32{_decided_by(base)}"
+        report.reason = f"the best INT8 variant within budget runs at {ratio} FP32{_decided_by(base, settings)}"
         return report, _forced(search, [base], settings, report)
     base.status = "chosen"
     report.graph = base.config.graph
@@ -593,12 +668,12 @@ def _choose(search: _Search, calib: SampleSet, held: SampleSet, requested: str, 
     report.chosen, report.chosen_label = "int8", base.label
     report.reason = (
         f"fastest variant within the budget: {base.latency_ratio:.2f}x FP32 latency, "
-        f"cosine {base.accuracy.cosine:.4f}{_decided_by(base)}"
+        f"cosine {base.accuracy.cosine:.4f}{_decided_by(base, settings)}"
     )
     return report, search.paths[base.config]
 
 
-def _decided_by(record: VariantRecord) -> str:
+def _decided_by(record: VariantRecord, settings: SearchSettings) -> str:
     """The races behind a ship-or-not decision: their ratios (the spread between them is the
     noise a run sees) against the margin each had to beat. On a tie FP32 ships, so repeated
     runs on one host make the same build unless INT8 is clearly faster."""
@@ -606,8 +681,10 @@ def _decided_by(record: VariantRecord) -> str:
         return ""
     ratios = ", ".join(f"{r:.3f}x" for r in record.race_ratios)
     noise = ", ".join(f"{n:.3f}" for n in record.race_noise) or "-"
-    return (f" (races: {ratios}; noise, a second FP32 session against the first: {noise}; INT8 ships only "
-            f"below {SPEED_MARGIN:.2f}x in a majority of up to {SHIP_RACES} races, else FP32)")
+    races = FAST_SHIP_RACES if settings.fast else SHIP_RACES
+    return (f" (races: {ratios}; noise, a second FP32 session against the first in the first race: {noise}; "
+            f"INT8 ships only below {SPEED_MARGIN:.2f}x in a majority of up to {races} races, or in both of "
+            f"the first two below {SPEED_MARGIN - CLEAR_OF_MARGIN:.2f}x, else FP32)")
 
 
 def _forced(search: _Search, ranked: Sequence[VariantRecord], settings: SearchSettings,

@@ -129,8 +129,9 @@ class Quantizer:
             quant_pre_process(str(self.float_path), str(self.prepared), skip_symbolic_shape=True)
         self._count = 0
 
-    def quantize(self, config: QuantConfig) -> Path:
-        """The quantized model file for ``config``."""
+    def quantize(self, config: QuantConfig, calibration: SampleSet | None = None) -> Path:
+        """The quantized model file for ``config``; ``calibration`` replaces the shared samples
+        (and then neither reads nor writes the shared calibration cache)."""
         self._count += 1
         out = self.workdir / f"variant_{self._count}.onnx"
         if config.dynamic:
@@ -147,7 +148,7 @@ class Quantizer:
                 quantize_static(
                     str(self.prepared),
                     str(out),
-                    SampleReader(self.calibration),
+                    SampleReader(calibration or self.calibration),
                     quant_format=QuantFormat.QDQ if config.fmt == "qdq" else QuantFormat.QOperator,
                     per_channel=config.per_channel,
                     reduce_range=config.reduce_range,
@@ -157,7 +158,7 @@ class Quantizer:
                     op_types_to_quantize=list(config.op_types) if config.op_types is not None else None,
                     calibrate_method=_METHODS[config.calibration],
                     extra_options=extra,
-                    **self._cache_option(config),
+                    **(self._cache_option(config) if calibration is None else {}),
                 )
         except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises anything; reported per variant
             raise QuantizationFailed(f"{type(exc).__name__}: {one_line(exc)}") from exc

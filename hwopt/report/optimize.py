@@ -20,6 +20,7 @@ from hwopt.memory.settings import Floor, MemoryChoice
 from hwopt.model.inputs import InputSpec
 from hwopt.model.stats import ModelStats
 from hwopt.passes.pipeline import PassRecord
+from hwopt.progress import PhaseTime
 from hwopt.quant.accuracy import AccuracyResult
 from hwopt.quant.search import PrecisionReport
 from hwopt.report.render import (
@@ -31,6 +32,7 @@ from hwopt.report.render import (
     fmt_error,
     fmt_ms,
     fmt_ratio,
+    timing_table,
 )
 from hwopt.targets.base import Check
 from hwopt.verify import OutputDiff
@@ -221,6 +223,8 @@ class OptimizeReport:
     warnings: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)  # what the run did that a reader must know
     target_race: Any = None  # a TargetRace when several builds ran here and were raced
+    # Wall-clock seconds of each top-level phase of the run (hwopt.progress), in order.
+    timings: list[PhaseTime] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -237,6 +241,7 @@ class OptimizeReport:
             "warnings": list(self.warnings),
             "notes": list(self.notes),
             "target_race": self.target_race.to_dict() if self.target_race else None,
+            "timings": [t.to_dict() for t in self.timings],
         }
 
     @property
@@ -272,6 +277,8 @@ class OptimizeReport:
                 columns=("target", "gate", "result", "detail"),
                 rows=[(g.target, g.gate, "passed" if g.passed else "FAILED", g.detail) for g in self.gates],
             ))
+        if self.timings:
+            doc.tables.append(timing_table(self.timings))
         doc.warnings += self.warnings
         return doc
 

@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.table import Table as RichTable
 from rich.text import Text
 
+from hwopt.progress import PhaseTime
+
 
 @dataclasses.dataclass
 class Table:
@@ -130,3 +132,13 @@ def fmt_change(before: float, after: float) -> str:
         return "-"
     change = (after - before) / before * 100
     return f"{change:+.1f}%"
+
+
+def timing_table(timings: Sequence[PhaseTime]) -> Table:
+    """Seconds per phase, with each phase's share of the run."""
+    total = sum(t.seconds for t in timings) or 1.0
+    several = len({t.target for t in timings if t.target}) > 1
+    rows = [((f"[{t.target}] " if several and t.target else "") + t.name, f"{t.seconds:.1f}",
+             f"{t.seconds / total:.0%}") for t in timings]
+    rows.append(("total", f"{total:.1f}", "100%"))
+    return Table(title="Time", columns=("phase", "seconds", "share"), numeric=("seconds", "share"), rows=rows)
