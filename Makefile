@@ -79,7 +79,7 @@ bench: install models $(BENCH_STAMP)
 	$(PY) bench/openvino_models.py
 	$(PY) bench/speed_models.py
 	$(PY) bench/optimize_speed.py --repeat 3
-	$(PY) bench/optimize_speed.py --repeat 3 --fast --models resnext50_32x4d
+	$(PY) bench/optimize_speed.py --repeat 5 --fast --models resnext50_32x4d
 ifeq ($(OV_HOST),True)
 	$(MAKE) --no-print-directory $(OV_STAMP)
 	$(OV_PY) bench/openvino.py
