@@ -87,8 +87,16 @@ def main() -> None:
     np.savez(HELDOUT, input=np.concatenate([to_nchw(t, imagenet=True) for t in held]))
 
     torch.manual_seed(0)
-    model = resnet18()
     batch = torch.from_numpy(np.concatenate([to_nchw(t, imagenet=True) for t in calib]))
+    calibrate_and_export(resnet18(), batch, MODEL)
+    print(f"{len(calib)} calibration crops, {len(held)} held-out crops")
+
+
+def calibrate_and_export(model, batch, path: Path) -> None:
+    """BatchNorm statistics from ``batch`` (as training sets them), then an opset-17 export with
+    input 'input' and output 'logits' at batch 1."""
+    import torch
+
     model.train()
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
@@ -97,9 +105,10 @@ def main() -> None:
         for _ in range(4):
             model(batch)
     model.eval()
-    torch.onnx.export(model, (batch[:1],), str(MODEL), input_names=["input"], output_names=["logits"],
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(model, (batch[:1],), str(path), input_names=["input"], output_names=["logits"],
                       opset_version=17, dynamo=False)
-    print(f"wrote {MODEL}, {len(calib)} calibration crops, {len(held)} held-out crops")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

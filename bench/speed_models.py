@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REAL_DIR  # noqa: E402
 from defaults import to_nchw  # noqa: E402
-from openvino_models import CALIB_CROPS, CALIB_PHOTOS, _crops  # noqa: E402
+from openvino_models import CALIB_CROPS, CALIB_PHOTOS, _crops, calibrate_and_export  # noqa: E402
 
 RESNEXT = REAL_DIR / "resnext50_32x4d.onnx"
 SQUEEZENET = REAL_DIR / "squeezenet1_1.onnx"
@@ -90,31 +90,14 @@ def squeezenet1_1():
     )
 
 
-def export(model, batch, path: Path) -> None:
-    import torch
-
-    model.train()
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.momentum = None  # a cumulative average over the passes below
-    with torch.no_grad():
-        for _ in range(4):
-            model(batch)
-    model.eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(model, (batch[:1],), str(path), input_names=["input"], output_names=["logits"],
-                      opset_version=17, dynamo=False)
-    print(f"wrote {path}")
-
-
 def main() -> None:
     import torch
 
     batch = torch.from_numpy(np.concatenate([to_nchw(t, imagenet=True) for t in _crops(CALIB_PHOTOS, CALIB_CROPS)]))
     torch.manual_seed(0)
-    export(resnext50_32x4d(), batch, RESNEXT)
+    calibrate_and_export(resnext50_32x4d(), batch, RESNEXT)
     torch.manual_seed(0)
-    export(squeezenet1_1(), batch, SQUEEZENET)
+    calibrate_and_export(squeezenet1_1(), batch, SQUEEZENET)
     yolov8n()
 
 
