@@ -126,3 +126,19 @@ def test_fast_bounds_the_search_and_says_what_it_left_out(tmp_path: Path) -> Non
     assert build.precision.static_note == "" and "the static INT8 probe" in build.precision.fast_skips
     (note,) = [n for n in report.notes if n.startswith("--fast")]
     assert "the static INT8 probe" in note and "4 candidates" in note
+
+
+def test_a_run_cap_does_not_make_a_race_shorter_than_its_floor() -> None:
+    import time
+
+    from hwopt.bench import BenchConfig, measure_latency
+
+    def run() -> None:
+        time.sleep(0.001)
+
+    capped = measure_latency({"a": run, "b": run}, BenchConfig(warmup_runs=1, min_runs=2, max_runs=5,
+                                                               target_seconds=1.0))
+    floored = measure_latency({"a": run, "b": run}, BenchConfig(warmup_runs=1, min_runs=2, max_runs=5,
+                                                                target_seconds=1.0, min_seconds=0.05))
+    assert capped["a"].runs == 5
+    assert 5 < floored["a"].runs <= 50

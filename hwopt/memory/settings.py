@@ -55,9 +55,10 @@ from hwopt.session import ORT_ERRORS, Providers, create_session, physical_cores
 # balanced: a setting may be this much slower than the fastest (the median of its races).
 BALANCED_SLACK = 1.03
 RACES = 3
-# Runs per setting in one race, at most: a race's p50 is a median, and 60 runs put it within
-# about 1% where runs vary by 5%, well inside the 3% that decides; a model of a few
-# milliseconds used to run some 300 a race, 39 s of races on SqueezeNet.
+# Runs per setting in one race, at most (but a race lasts at least MIN_RACE_SECONDS): a race's
+# p50 is a median, and 60 runs put it within about 1% where runs vary by 5%, well inside the 3%
+# that decides; a model of a few milliseconds used to run some 300 a race, 39 s of races on
+# SqueezeNet.
 RACE_RUNS = 60
 CONFIRMATIONS = 3
 # A setting this much slower than the fastest in the first race runs no more races: it changes

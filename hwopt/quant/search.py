@@ -73,9 +73,9 @@ _TWIN = "fp32 (second session)"
 SPEED_MARGIN = 0.98
 SHIP_RACES = 5
 FAST_SHIP_RACES = 3
-# Runs per session in one race, at most: what moves a ratio is drift between races, which more
-# races answer; past a few hundred runs a race's medians no longer move (mobilenetv2_tiny ran
-# 1,000 a race, 8 s of its 9 s search).
+# Runs per session in one race, at most (but a race lasts at least MIN_RACE_SECONDS): what
+# moves a ratio is drift between races, which more races answer; past a few hundred runs a
+# race's medians no longer move (mobilenetv2_tiny ran 1,000 a race, 8 s of its 9 s search).
 RACE_RUNS = 200
 FAST_SKIPS = ("INT8 of the graph variants", "per-tensor dynamic INT8", "layer groups kept in float",
               "the static INT8 probe")
