@@ -109,10 +109,12 @@ def test_race_times_the_builds_that_run_here(tmp_path: Path) -> None:
 @needs_openvino
 def test_openvino_int8_build_on_photos(tmp_path: Path) -> None:
     """Calibrated on the photo folder, the search races QDQ variants on OpenVINO; the build
-    runs there with no fallback, its outputs checked on the provider, and deploys as built."""
+    runs there with no fallback, its outputs checked on the provider, and deploys as built.
+    (--force-precision: whether INT8 beats FP32 here is a timing, 1.10x in one fresh clone's
+    run; this test is about the INT8 build's plumbing, not that race.)"""
     out = tmp_path / "b"
     report = _json(invoke_cli("optimize", SAMPLE, "--target", "openvino", "--config", CONFIG, "--precision", "int8",
-                              "-o", out, "--json", "--bench-seconds", "0.3"))
+                              "--force-precision", "-o", out, "--json", "--bench-seconds", "0.3"))
     build = report["builds"][0]
     assert build["available"] and build["precision_label"] == "int8"
     assert {v["config"]["fmt"] for v in build["precision"]["variants"]} <= {"qdq", "dynamic"}
