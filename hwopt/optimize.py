@@ -63,7 +63,7 @@ from hwopt.model.inputs import (
 )
 from hwopt.model.load import LoadedModel, load_model
 from hwopt.model.shapes import with_concrete_inputs
-from hwopt.model.stats import model_stats
+from hwopt.model.stats import model_stats, weight_bytes
 from hwopt.output import (
     MANIFEST,
     REPORT_JSON,
@@ -100,7 +100,6 @@ from hwopt.verify import (
     compare_outputs,
     merge_diffs,
     rounding_noise,
-    run_model,
 )
 
 log = logging.getLogger(__name__)
@@ -619,7 +618,11 @@ def _finalize(run: Checks, target: Target, build_dir: Path, model: onnx.ModelPro
         build_dir=build_dir, specs=run.specs, feeds=run.feeds, references=run.references,
         precision=precision, calibration=calibration, options=target.options,
     ))
-    outputs = chosen.outputs if final.model is chosen.model else [run_model(final.model, f) for f in run.feeds]
+    if final.model is chosen.model:
+        outputs = chosen.outputs
+    else:
+        runner = ModelRunner(final.model)
+        outputs = [runner(f) for f in run.feeds]
     model_files = save_model_atomic(final.model, build_dir / MODEL_FILE)
     return final, outputs, model_files, analyze_memory(final.model, run.specs, feeds=run.feeds[0])
 
@@ -735,7 +738,7 @@ def _weights_file_check(run: Checks, target: Target, model: onnx.ModelProto, bui
                         session_options) -> WeightsCheck | None:
     """Whether the build's weights ship in a file beside model.onnx (hwopt.memory.settings),
     measured with onnxruntime's defaults; None for a model with little to gain."""
-    if model_stats(model, serialized_bytes=0).weight_bytes < WEIGHTS_FILE_MIN:
+    if weight_bytes(model) < WEIGHTS_FILE_MIN:
         return None
     with tempfile.TemporaryDirectory(prefix=".weights-", dir=build_dir) as tmp:
         external = Path(tmp) / MODEL_FILE

@@ -207,7 +207,10 @@ def test_the_median_of_three_is_bounded_by_the_races_run() -> None:
 
 
 def test_races_stop_once_no_later_race_can_change_the_pick() -> None:
-    from hwopt.memory.settings import goal_settled, pair_settled
+    from hwopt.memory.settings import goal_relevant, pair_settled
+
+    def goal_settled(results, goal):  # what time_settings stops on: fewer than two left to race
+        return len(goal_relevant(results, goal)) < 2
 
     def raced(label, peak, *ratios):
         return SettingResult(MemorySetting(label, label), SessionMemory(0, 0, int(peak * MiB)), [10.0] * len(ratios),
@@ -219,6 +222,8 @@ def test_races_stop_once_no_later_race_can_change_the_pick() -> None:
     # A lower peak still straddling the slack keeps racing.
     open_ = [raced("defaults", 150, 1.0, 1.0), raced("lean", 90, 1.01, 1.02), raced("leanest", 60, 1.01, 1.05)]
     assert not goal_settled(open_, "balanced")
+    # Only the fastest and the open lower peak race on; "lean" is decided and stops.
+    assert [r.setting.label for r in goal_relevant(open_, "balanced")] == ["defaults", "leanest"]
     # ... unless its peak is above the certain pick's.
     assert goal_settled([raced("defaults", 150, 1.0, 1.0), raced("heavy", 200, 1.01, 1.05)], "balanced")
     # After one race of three nothing is certain, except for memory, whose pick ignores speed.

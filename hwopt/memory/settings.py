@@ -255,11 +255,6 @@ def goal_relevant(results: Sequence[SettingResult], goal: str, races: int = RACE
     return [r for r in racing if id(r) in keep]
 
 
-def goal_settled(results: Sequence[SettingResult], goal: str, races: int = RACES) -> bool:
-    """Whether no further race can change ``goal``'s pick among ``results``."""
-    return len(goal_relevant(results, goal, races)) < 2
-
-
 @dataclasses.dataclass
 class OrderCheck:
     """The reorder pass's order (priority-based execution) against onnxruntime's own, both

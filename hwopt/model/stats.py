@@ -49,18 +49,19 @@ def op_histogram(model: onnx.ModelProto) -> collections.Counter[str]:
 
 
 def model_stats(model: onnx.ModelProto, serialized_bytes: int | None = None) -> ModelStats:
-    parameters = 0
-    weight_bytes = 0
-    for tensor in iter_all_tensors(model):
-        parameters += math.prod(tensor.dims)
-        weight_bytes += tensor_nbytes(tensor) or 0
+    nodes, parameters = node_and_parameter_counts(model)
     return ModelStats(
-        nodes=sum(1 for _ in iter_nodes(model.graph)),
+        nodes=nodes,
         top_level_nodes=len(model.graph.node),
         parameters=parameters,
-        weight_bytes=weight_bytes,
+        weight_bytes=weight_bytes(model),
         serialized_bytes=serialized_bytes if serialized_bytes is not None else model.ByteSize(),
     )
+
+
+def weight_bytes(model: onnx.ModelProto) -> int:
+    """What every initializer and Constant tensor takes in memory, subgraphs' included."""
+    return sum(tensor_nbytes(tensor) or 0 for tensor in iter_all_tensors(model))
 
 
 def node_and_parameter_counts(model: onnx.ModelProto) -> tuple[int, int]:

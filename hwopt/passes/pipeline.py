@@ -33,11 +33,11 @@ from hwopt.model.stats import node_and_parameter_counts
 from hwopt.output import quiet_logger
 from hwopt.passes.base import Declined, Pass, PassContext, default_opset
 from hwopt.verify import (
+    ModelRunner,
     VerificationFailed,
     check_same_signature,
     check_valid,
     compare_outputs,
-    run_model,
 )
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,8 @@ class Pipeline:
         try:
             check_valid(candidate)
             check_same_signature(model, candidate)
-            new_outputs = [run_model(candidate, f) for f in feeds]
+            runner = ModelRunner(candidate)  # one session for every check feed
+            new_outputs = [runner(f) for f in feeds]
             diffs = [d for old, new in zip(outputs, new_outputs) for d in compare_outputs(old, new)]
         except VerificationFailed as exc:
             record.status = ROLLED_BACK
