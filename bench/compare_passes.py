@@ -29,7 +29,8 @@ from common import RESULTS, bench_models, interleaved_p50s, median, save_feeds  
 from hwopt.bench import bench_session_options  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
 from hwopt.model.stats import model_stats  # noqa: E402
-from hwopt.optimize import OptimizeOptions, optimize  # noqa: E402
+from hwopt.optimize import optimize  # noqa: E402
+from hwopt.options import OptimizeOptions  # noqa: E402
 from hwopt.session import create_session, default_session_options  # noqa: E402
 from hwopt.verify import compare_outputs, run_model  # noqa: E402
 
@@ -46,7 +47,7 @@ def build_variants(model_path: Path, feeds: dict, workdir: Path) -> dict[str, on
         simplified, _ = onnxsim.simplify(original)
         slimmed = onnxslim.slim(onnx.load(str(model_path)))
     build = workdir / "hwopt"
-    optimize(model_path, OptimizeOptions(targets=["cpu"], output_dir=build, benchmark=False,
+    optimize(model_path, OptimizeOptions(targets=["cpu"], output_dir=build, measure=False,
                                          inputs_file=save_feeds(feeds, workdir / "feeds.npz")))
     return {"original": original, "onnxsim": simplified, "onnxslim": slimmed,
             "hwopt": onnx.load(str(build / "model.onnx"))}

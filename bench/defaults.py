@@ -2,7 +2,7 @@
 
 Every model is built the way a user who passes nothing but the model (and its concrete input
 shapes) gets it: ``optimize(path, OptimizeOptions(targets=("cpu",), input_shapes=...,
-benchmark=False))``, so ``--precision auto`` with no calibration data: hwopt judges its
+measure=False))``, so ``--precision auto`` with no calibration data: hwopt judges its
 choices on feeds it generates itself. The original model and the build then run on realistic
 held-out inputs that hwopt was never given:
 
@@ -66,8 +66,11 @@ from common import REAL_DIR, RESULTS, SAMPLES, ensure_real_models  # noqa: E402
 from transformer_models import BERT_VOCAB, ENCODER_VOCAB, ensure_transformer_models  # noqa: E402
 
 from hwopt.hostinfo import host_info  # noqa: E402
-from hwopt.optimize import OptimizeOptions, optimize  # noqa: E402
-from hwopt.precision import PrecisionOptions  # noqa: E402
+from hwopt.optimize import optimize  # noqa: E402
+from hwopt.options import (
+    OptimizeOptions,  # noqa: E402
+    PrecisionOptions,  # noqa: E402
+)
 
 MIN_COSINE = 0.99
 MIN_TOP1 = 0.99
@@ -398,7 +401,7 @@ def measure(case: Case, workdir: Path, variants: bool = True) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             options = OptimizeOptions(targets=("cpu",), output_dir=workdir / "build", input_shapes=case.shapes,
-                                      benchmark=False)
+                                      measure=False)
             if variants:  # hwopt's default precision (auto, no calibration), keeping its INT8 variants
                 options.precision = PrecisionOptions(keep_variants=True)
             report = optimize(path, options)

@@ -139,13 +139,13 @@ def ort_variants(path: Path, workdir: Path, row: dict) -> dict[str, Path]:
 def hwopt_build(path: Path, mode: str, out_dir: Path, row: dict, key: str) -> Path | None:
     """hwopt.optimize for the cpu target at 1 x 128 in ``mode`` precision; the build folder, or
     None with the error recorded in ``row`` (the API is in flux: any failure is a result)."""
-    from hwopt.optimize import OptimizeOptions, optimize
-    from hwopt.precision import PrecisionOptions
+    from hwopt.optimize import optimize
+    from hwopt.options import OptimizeOptions, PrecisionOptions
 
     spec = TRANSFORMER_MODELS[row["model"]]
     began = time.perf_counter()
     try:
-        options = OptimizeOptions(targets=("cpu",), output_dir=out_dir, benchmark=False,
+        options = OptimizeOptions(targets=("cpu",), output_dir=out_dir, measure=False,
                                   input_shapes={name: (BATCH, SEQ) for name in spec.inputs},
                                   precision=PrecisionOptions(mode=mode))
         optimize(path, options)

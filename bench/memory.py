@@ -40,7 +40,8 @@ from hwopt.memory.probe import measure_session_memory  # noqa: E402
 from hwopt.memory.schedule import best_schedule  # noqa: E402
 from hwopt.model.inputs import resolve_input_specs, specs_from_feeds  # noqa: E402
 from hwopt.model.shapes import infer_tensor_info  # noqa: E402
-from hwopt.optimize import OptimizeOptions, optimize  # noqa: E402
+from hwopt.optimize import optimize  # noqa: E402
+from hwopt.options import OptimizeOptions  # noqa: E402
 from hwopt.targets import get_target  # noqa: E402
 
 
@@ -70,7 +71,7 @@ def measure(name: str, path: Path, feeds: dict, with_rss: bool, workdir: Path) -
     winner, candidates = best_schedule(graph)
     by_method = {c.method: c.peak for c in candidates}
     feeds_path = save_feeds(feeds, workdir / "feeds.npz")
-    report = optimize(path, OptimizeOptions(output_dir=workdir / "build", benchmark=False, inputs_file=feeds_path))
+    report = optimize(path, OptimizeOptions(output_dir=workdir / "build", measure=False, inputs_file=feeds_path))
     after = report.builds[0].memory.build
     row = {
         "model": name,

@@ -31,8 +31,11 @@ from quantize import calibration_for  # noqa: E402
 from hwopt.bench import bench_session_options  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
 from hwopt.memory.settings import CPU_SETTINGS  # noqa: E402
-from hwopt.optimize import OptimizeOptions, optimize  # noqa: E402
-from hwopt.precision import PrecisionOptions  # noqa: E402
+from hwopt.optimize import optimize  # noqa: E402
+from hwopt.options import (
+    OptimizeOptions,  # noqa: E402
+    PrecisionOptions,  # noqa: E402
+)
 from hwopt.session import create_session  # noqa: E402
 from hwopt.targets import get_target  # noqa: E402
 

@@ -32,8 +32,12 @@ from common import REAL_DIR, SAMPLES, fresh_session_p50s, median, utc_stamp, wri
 from hwopt.bench import bench_session_options  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
 from hwopt.model.inputs import resolve_input_specs  # noqa: E402
-from hwopt.optimize import OptimizeOptions, optimize  # noqa: E402
-from hwopt.precision import DEFAULT_HELD_OUT, PrecisionOptions  # noqa: E402
+from hwopt.optimize import optimize  # noqa: E402
+from hwopt.options import (  # noqa: E402
+    DEFAULT_HELD_OUT,
+    OptimizeOptions,  # noqa: E402
+    PrecisionOptions,
+)
 from hwopt.quant.accuracy import compare  # noqa: E402
 from hwopt.quant.calibration import load_samples  # noqa: E402
 from hwopt.quant.images import ImageSpec  # noqa: E402
@@ -68,7 +72,7 @@ def cases() -> dict[str, tuple[Path, Path, ImageSpec, list[dict]]]:
 
 
 def build(path: Path, target: str, calib: Path, spec: ImageSpec, out: Path) -> tuple[Path, dict]:
-    report = optimize(path, OptimizeOptions(targets=[target], output_dir=out, benchmark=False,
+    report = optimize(path, OptimizeOptions(targets=[target], output_dir=out, measure=False,
                                             precision=PrecisionOptions(calib_path=calib, image_spec=spec)))
     b = report.builds[0]
     label = b.precision.chosen_label if b.precision else b.precision_label

@@ -33,8 +33,12 @@ from hwopt.bench import BenchConfig, bench_session_options  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
 from hwopt.model.inputs import resolve_input_specs  # noqa: E402
 from hwopt.model.stats import model_stats  # noqa: E402
-from hwopt.optimize import OptimizeOptions, optimize  # noqa: E402
-from hwopt.precision import DEFAULT_HELD_OUT, PrecisionOptions  # noqa: E402
+from hwopt.optimize import optimize  # noqa: E402
+from hwopt.options import (  # noqa: E402
+    DEFAULT_HELD_OUT,
+    OptimizeOptions,  # noqa: E402
+    PrecisionOptions,
+)
 from hwopt.quant.accuracy import compare  # noqa: E402
 from hwopt.quant.calibration import SampleReader, load_samples  # noqa: E402
 from hwopt.quant.images import ImageSpec  # noqa: E402
@@ -94,7 +98,7 @@ def measure(name: str, path: Path, rounds: int, seconds: float, workdir: Path) -
     samples = load_samples(folder, specs, image_spec)
     calib, held = samples.split(DEFAULT_HELD_OUT)
     precision = PrecisionOptions(mode="auto", calib_path=folder, image_spec=image_spec)
-    report = optimize(path, OptimizeOptions(output_dir=workdir / "hwopt", benchmark=False, precision=precision,
+    report = optimize(path, OptimizeOptions(output_dir=workdir / "hwopt", measure=False, precision=precision,
                                             bench=BenchConfig(target_seconds=seconds)))
     variants = {"fp32": path, "hwopt": workdir / "hwopt" / "model.onnx", **ort_baselines(path, calib, workdir)}
 

@@ -30,8 +30,11 @@ from quantize import calibration_for  # noqa: E402
 from hwopt.bench import BenchConfig, bench_session_options  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
 from hwopt.model.inputs import resolve_input_specs  # noqa: E402
-from hwopt.optimize import OptimizeOptions, optimize  # noqa: E402
-from hwopt.precision import PrecisionOptions  # noqa: E402
+from hwopt.optimize import optimize  # noqa: E402
+from hwopt.options import (
+    OptimizeOptions,  # noqa: E402
+    PrecisionOptions,  # noqa: E402
+)
 from hwopt.quant.calibration import load_samples  # noqa: E402
 from hwopt.session import create_session, default_session_options  # noqa: E402
 
@@ -67,7 +70,7 @@ def one_model(name: str, path: Path, runs: int, workdir: Path) -> dict:
     for run in range(runs):
         out = workdir / f"run{run}"
         start = time.perf_counter()
-        report = optimize(path, OptimizeOptions(output_dir=out, benchmark=False, bench=BenchConfig(target_seconds=2.0),
+        report = optimize(path, OptimizeOptions(output_dir=out, measure=False, bench=BenchConfig(target_seconds=2.0),
                                                 precision=PrecisionOptions(calib_path=folder, image_spec=image_spec)))
         seconds.append(time.perf_counter() - start)
         build = report.builds[0]

@@ -29,8 +29,11 @@ from common import RESULTS, bench_models, fresh_session_p50s, median, utc_stamp,
 from hwopt.bench import bench_session_options  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
 from hwopt.model.stats import model_stats  # noqa: E402
-from hwopt.optimize import OptimizeOptions, optimize  # noqa: E402
-from hwopt.precision import PrecisionOptions  # noqa: E402
+from hwopt.optimize import optimize  # noqa: E402
+from hwopt.options import (
+    OptimizeOptions,  # noqa: E402
+    PrecisionOptions,  # noqa: E402
+)
 from hwopt.session import create_session, default_session_options  # noqa: E402
 from hwopt.verify import compare_outputs, run_model  # noqa: E402
 
@@ -80,7 +83,7 @@ def build_variants(path: Path, feeds: dict, workdir: Path) -> dict[str, onnx.Mod
                 variants[name] = model
             except Exception as exc:  # noqa: BLE001 - a peer that fails is a row entry, not the end of the run
                 print(f"  {name} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", flush=True)
-    optimize(path, OptimizeOptions(targets=["cpu"], output_dir=workdir / "hwopt", benchmark=False,
+    optimize(path, OptimizeOptions(targets=["cpu"], output_dir=workdir / "hwopt", measure=False,
                                    input_shapes={n: tuple(s) for n, s in shapes.items()}, static_shapes=True,
                                    precision=PrecisionOptions(mode="fp32")))
     variants["hwopt"] = onnx.load(str(workdir / "hwopt" / "model.onnx"))

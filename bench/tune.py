@@ -33,8 +33,12 @@ from quantize import calibration_for, ort_baselines  # noqa: E402
 from hwopt.bench import bench_session_options  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
 from hwopt.model.inputs import resolve_input_specs  # noqa: E402
-from hwopt.optimize import OptimizeOptions, optimize  # noqa: E402
-from hwopt.precision import DEFAULT_HELD_OUT, PrecisionOptions  # noqa: E402
+from hwopt.optimize import optimize  # noqa: E402
+from hwopt.options import (  # noqa: E402
+    DEFAULT_HELD_OUT,
+    OptimizeOptions,  # noqa: E402
+    PrecisionOptions,
+)
 from hwopt.quant.accuracy import AccuracyBudget, compare  # noqa: E402
 from hwopt.quant.calibration import load_samples  # noqa: E402
 from hwopt.session import create_session, run_session  # noqa: E402
@@ -55,7 +59,7 @@ def measure(name: str, path: Path, budget_minutes: float, rounds: int, seconds: 
     precision = PrecisionOptions(mode="auto", calib_path=folder, image_spec=image_spec)
     report = tune(path, TuneOptions(target="cpu", output_dir=workdir / "tuned", budget_seconds=budget_minutes * 60,
                                     base=OptimizeOptions(precision=precision)))
-    optimize(path, OptimizeOptions(output_dir=workdir / "default", benchmark=False, precision=precision))
+    optimize(path, OptimizeOptions(output_dir=workdir / "default", measure=False, precision=precision))
     specs = resolve_input_specs(onnx.load(str(path), load_external_data=False).graph)
     calib, held = load_samples(folder, specs, image_spec).split(DEFAULT_HELD_OUT)
     stock = ort_baselines(path, calib, workdir)

@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "HwoptError": "hwopt.errors",
-    "OptimizeOptions": "hwopt.optimize",
+    "OptimizeOptions": "hwopt.options",
     "optimize": "hwopt.optimize",
     "inspect_model": "hwopt.inspect",
     "TuneOptions": "hwopt.tune",

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from hwopt.schema import setting
+
 Runner = Callable[[], object]
 
 # Each ORT session owns a thread pool whose idle workers spin. With two sessions alive in one
@@ -57,7 +59,7 @@ class BenchConfig:
     warmup_runs: int = 5
     min_runs: int = 10
     max_runs: int = 2000
-    target_seconds: float = 2.0
+    target_seconds: float = setting(2.0, key="bench.seconds")
     # However few runs max_runs allows, time at least this long (up to target_seconds): a race
     # of 200 runs of a 0.17 ms model lasted 34 ms, and shipped transformer_tiny's INT8 three
     # times at a true 0.996x FP32.

@@ -9,7 +9,6 @@ Exit codes: 0 success; 1 internal error (a bug; the message says where the trace
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import json
 import os
@@ -186,10 +185,11 @@ def _console(quiet: bool = False) -> Console:
     return console
 
 
-def _shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
+def _shapes(items: list[str] | None) -> dict[str, tuple[int, ...]] | None:
+    """-s NAME=DxD... (None: none given)."""
     from hwopt.model.inputs import parse_shape_options
 
-    return parse_shape_options(items or [])
+    return parse_shape_options(items) if items else None
 
 
 def _split_csv(value: str | None) -> list[str] | None:
@@ -284,24 +284,16 @@ def optimize(
 
       hwopt optimize detector.onnx -s images=1x3x320x320 --static-shapes --target tensorrt
     """
-    options = _optimize_options(
-        config, target, output, input_shape, inputs, passes, skip_pass, strict, bench, bench_seconds,
-        precision, force_precision, calib, calib_samples, calib_method, max_accuracy_drop,
-    )
-    if static_shapes is not None:
-        options.static_shapes = static_shapes
-    if optimize_for is not None:
-        from hwopt.config import GOALS
-        from hwopt.errors import UsageError
-
-        if optimize_for not in GOALS:
-            raise UsageError(f"--optimize-for must be one of {', '.join(GOALS)}, not '{optimize_for}'")
-        options.optimize_for = optimize_for
-    options.memory_search = memory_search
-    if fast is not None:
-        options.fast = fast
-    _apply_target_flags(options, target_option, require_target, no_fallback,
-                        max_latency_ms, min_speedup, max_size_mb, max_memory_mb, max_accuracy_drop)
+    options = _options(config, {
+        "targets": _split_csv(target), "output": output, "input_shapes": _shapes(input_shape), "inputs": inputs,
+        "pipeline.passes": _split_csv(passes), "pipeline.skip": skip_pass, "pipeline.strict": strict,
+        "static_shapes": static_shapes, "optimize_for": optimize_for, "memory_search": memory_search,
+        "fast": fast, "bench.enabled": bench, "bench.seconds": bench_seconds,
+        **_precision_flags(precision, force_precision, calib, calib_samples, calib_method, max_accuracy_drop),
+        **_target_flags(target_option, require_target, no_fallback),
+        "gates.max_latency_ms": max_latency_ms, "gates.min_speedup": min_speedup, "gates.max_size_mb": max_size_mb,
+        "gates.max_memory_mb": max_memory_mb, "gates.accuracy": max_accuracy_drop,
+    })
     _run_and_report(model, options, json_out, quiet, explain)
 
 
@@ -321,26 +313,20 @@ def _run_and_report(model: Path, options, json_out: bool, quiet: bool, explain: 
     check_outcome(report, options)
 
 
-def _apply_target_flags(options, target_option, require_target, no_fallback,
-                        max_latency_ms, min_speedup, max_size_mb, max_memory_mb, max_accuracy_drop) -> None:
-    """Target options, --require-target, --no-fallback and the CI gates, over the config's."""
+def _target_flags(target_option: list[str] | None, require_target: bool, no_fallback: bool) -> dict[str, Any]:
+    """--target-option (over the config's target options), --require-target, --no-fallback."""
     from hwopt.errors import UsageError
 
-    target_options = {name: dict(values) for name, values in options.target_options.items()}
+    target_options: dict[str, dict[str, Any]] = {}
     for item in target_option or []:
         key, sep, value = item.partition("=")
         name, dot, option = key.partition(".")
         if not sep or not dot or not option:
             raise UsageError(f"--target-option '{item}': expected TARGET.KEY=VALUE, e.g. cuda.cuda_graph=true")
         target_options.setdefault(name, {})[option] = _option_value(value)
-    options.target_options = target_options
-    options.require_target = options.require_target or require_target
-    options.no_fallback = options.no_fallback or no_fallback
-    gates = {"max_latency_ms": max_latency_ms, "min_speedup": min_speedup, "max_size_mb": max_size_mb,
-             "max_memory_mb": max_memory_mb}
-    options.gates = dataclasses.replace(options.gates, **{k: v for k, v in gates.items() if v is not None})
-    if max_accuracy_drop is not None:
-        options.gates = dataclasses.replace(options.gates, accuracy=options.precision.budget)
+    # A flag given is True; an absent one leaves the config's (or the default) alone.
+    return {"target_options": target_options or None, "require_target": require_target or None,
+            "no_fallback": no_fallback or None}
 
 
 def _option_value(text: str):
@@ -356,41 +342,27 @@ def _option_value(text: str):
     return text
 
 
-def _optimize_options(
-    config, target, output, input_shape, inputs, passes, skip_pass, strict, bench, bench_seconds,
-    precision, force_precision, calib, calib_samples, calib_method, max_accuracy_drop,
-):
-    """OptimizeOptions from a config file (if any), then the flags given on the command line."""
-    from hwopt.config import load_config
-    from hwopt.optimize import OptimizeOptions
-    from hwopt.quant.accuracy import AccuracyBudget
+def _precision_flags(precision: str | None, force: bool, calib: Path | None, calib_samples: int | None,
+                    calib_method: str | None, max_accuracy_drop: str | None) -> dict[str, Any]:
+    return {"precision": precision, "force_precision": force or None, "calibration.path": calib,
+            "calibration.samples": calib_samples, "calibration.method": calib_method,
+            "max_accuracy_drop": max_accuracy_drop}
 
-    options = OptimizeOptions.from_config(load_config(config)) if config else OptimizeOptions()
-    overrides = {
-        "targets": _split_csv(target),
-        "output_dir": output,
-        "inputs_file": inputs,
-        "passes": _split_csv(passes),
-        "skip_passes": skip_pass,
-        "strict": strict,
-        "benchmark": bench,
-    }
-    options = dataclasses.replace(options, **{k: v for k, v in overrides.items() if v is not None})
-    if input_shape:
-        options.input_shapes = {**options.input_shapes, **_shapes(input_shape)}
-    if bench_seconds is not None:
-        options.bench = dataclasses.replace(options.bench, target_seconds=bench_seconds)
-    prec = options.precision
-    prec_overrides = {
-        "mode": precision,
-        "calib_path": calib,
-        "calib_samples": calib_samples,
-        "calib_method": calib_method,
-        "budget": AccuracyBudget.parse(max_accuracy_drop) if max_accuracy_drop is not None else None,
-        "force": force_precision or None,
-    }
-    options.precision = dataclasses.replace(prec, **{k: v for k, v in prec_overrides.items() if v is not None})
-    return options
+
+# The flag that sets each option key, for messages about a flag's value.
+_FLAG_NAMES = {"optimize_for": "--optimize-for"}
+
+
+def _options(config: Path | None, flags: dict[str, Any]):
+    """OptimizeOptions from a config file (if any), then the flags given on the command line
+    (None: not given), both through the one options schema (hwopt.options)."""
+    from hwopt import schema
+    from hwopt.config import load_config
+    from hwopt.options import OptimizeOptions
+
+    options = load_config(config) if config else OptimizeOptions()
+    given = {key: value for key, value in flags.items() if value is not None}
+    return schema.apply(options, given, where="flags", from_config=False, labels=_FLAG_NAMES)
 
 
 @app.command()
@@ -426,12 +398,11 @@ def quantize(
 
       hwopt quantize model.onnx --calib samples.npz --max-accuracy-drop cosine=0.995
     """
-    options = _optimize_options(
-        config, "cpu", output, input_shape, None, None, None, None, None, bench_seconds,
-        "int8", force, calib, calib_samples, calib_method, max_accuracy_drop,
-    )
-    if fast is not None:
-        options.fast = fast
+    options = _options(config, {
+        "targets": ["cpu"], "output": output, "input_shapes": _shapes(input_shape), "fast": fast,
+        "bench.seconds": bench_seconds,
+        **_precision_flags("int8", force, calib, calib_samples, calib_method, max_accuracy_drop),
+    })
     _run_and_report(model, options, json_out, quiet, explain=False)
 
 
@@ -490,9 +461,12 @@ def tune(
     from hwopt.tune import TuneOptions
     from hwopt.tune import tune as run_tune
 
-    base = _optimize_options(config, target, output, input_shape, inputs, None, None, None, False, None,
-                             None, False, calib, calib_samples, None, max_accuracy_drop)
-    _apply_target_flags(base, target_option, False, False, None, None, None, None, None)
+    base = _options(config, {
+        "targets": _split_csv(target), "output": output, "input_shapes": _shapes(input_shape), "inputs": inputs,
+        "bench.enabled": False,
+        **_precision_flags(None, False, calib, calib_samples, None, max_accuracy_drop),
+        **_target_flags(target_option, False, False),
+    })
     options = TuneOptions(target=target, output_dir=output, budget_seconds=budget_minutes * 60, base=base,
                           resume=resume, recipes=_split_csv(recipes), variants=_split_csv(variants), memory=memory,
                           workers=workers)
@@ -568,7 +542,7 @@ def bench(
         raise UsageError(f"--batch '{batch}': expected positive integers, e.g. 1,8,32") from None
     if any(b < 1 for b in batches):
         raise UsageError(f"--batch '{batch}': batch sizes must be at least 1")
-    options = BenchOptions(batches=batches, input_shapes=_shapes(input_shape), inputs_file=inputs,
+    options = BenchOptions(batches=batches, input_shapes=_shapes(input_shape) or {}, inputs_file=inputs,
                            seconds=seconds, threads=threads, memory=memory)
     from hwopt.report.live import terminal_progress
 
@@ -600,7 +574,7 @@ def inspect(
     from hwopt.report.render import render_console
 
     with stdout_reserved_for_json(json_out) as emit:
-        report = inspect_model(model, _shapes(input_shape))
+        report = inspect_model(model, _shapes(input_shape) or {})
         if json_out:
             emit(report.to_dict())
     if not json_out:
@@ -621,15 +595,13 @@ def list_passes(
 
       hwopt passes --markdown > docs/passes.md
     """
-    from hwopt.passes.registry import all_passes
+    from hwopt.report.passes import catalog_markdown, pass_rows
     from hwopt.report.render import Document, Table, render_console
 
     if markdown:
-        from hwopt.passes.catalog import catalog_markdown
-
         sys.stdout.write(catalog_markdown())
         return
-    rows = [cls.metadata() for cls in all_passes()]
+    rows = pass_rows()
     if json_out:
         print(json.dumps({"schema": "hwopt.passes/1", "passes": rows}, indent=2))
         return

@@ -19,17 +19,21 @@ import dataclasses
 from typing import Any
 
 from hwopt.quant.accuracy import AccuracyBudget
+from hwopt.schema import setting
 
 MB = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
 class Gates:
-    max_latency_ms: float | None = None
-    min_speedup: float | None = None
-    max_size_mb: float | None = None
-    max_memory_mb: float | None = None
-    accuracy: AccuracyBudget | None = None
+    max_latency_ms: float | None = setting(None, key="gates.max_latency_ms")
+    min_speedup: float | None = setting(None, key="gates.min_speedup")
+    max_size_mb: float | None = setting(None, key="gates.max_size_mb")
+    max_memory_mb: float | None = setting(None, key="gates.max_memory_mb")
+    # Set with the INT8 budget by --max-accuracy-drop (a config's max_accuracy_drop sets the
+    # budget only).
+    accuracy: AccuracyBudget | None = setting(None, key="gates.accuracy", config=False,
+                                              parse=lambda value, where: AccuracyBudget.parse(str(value)))
 
     def any(self) -> bool:
         return any(v is not None for v in dataclasses.astuple(self))

@@ -35,9 +35,8 @@ import onnxruntime as ort
 
 from hwopt import progress
 from hwopt.bench import BenchConfig, bench_session_options, measure_latency
-from hwopt.config import Config
 from hwopt.errors import GateFailed, ModelLoadError, PassError, TargetUnavailable, UsageError, one_line
-from hwopt.gates import Gates, evaluate
+from hwopt.gates import evaluate
 from hwopt.graph_choice import GraphChoice, applies, choose_graph
 from hwopt.hostinfo import host_info
 from hwopt.memory.analysis import MemoryAnalysis, analyze_memory
@@ -64,6 +63,7 @@ from hwopt.model.inputs import (
 from hwopt.model.load import LoadedModel, load_model
 from hwopt.model.shapes import with_concrete_inputs
 from hwopt.model.stats import model_stats, weight_bytes
+from hwopt.options import FAST_BENCH_SECONDS, FAST_RACE_SECONDS, OptimizeOptions
 from hwopt.output import (
     MANIFEST,
     REPORT_JSON,
@@ -74,10 +74,10 @@ from hwopt.output import (
     write_text_atomic,
 )
 from hwopt.partition import RECORD_ASSIGNMENT, fallback_nodes, provider_assignment
-from hwopt.passes.base import PassContext
-from hwopt.passes.pipeline import NOT_KEPT, PassRecord, Pipeline, PipelineResult
+from hwopt.passes.base import PassContext, PassRecord
+from hwopt.passes.pipeline import NOT_KEPT, Pipeline, PipelineResult
 from hwopt.passes.registry import check_names, resolve
-from hwopt.precision import PrecisionOptions, calibration_sets, run_precision_stage
+from hwopt.precision import calibration_sets, run_precision_stage
 from hwopt.quant.accuracy import compare
 from hwopt.quant.calibration import load_samples
 from hwopt.quant.search import FAST_SHIP_RACES, PIPELINE_GRAPH
@@ -117,101 +117,10 @@ MEMORY_EXTRAS = ("config_entries", "env_allocator", "run_options")
 NO_FALLBACK = {"session.disable_cpu_ep_fallback": "1"}
 # Where a build keeps the INT8 variants within budget when asked (PrecisionOptions.keep_variants).
 INT8_VARIANTS = "int8-variants"
-# --fast: seconds per variant in decision races and in the report's benchmark, and the memory
-# settings it measures (onnxruntime's defaults first; the ones that won most often in
-# bench/results/memory_settings.md), one race each.
-FAST_RACE_SECONDS = 0.25
-FAST_BENCH_SECONDS = 0.5
+# --fast: the memory settings it measures (onnxruntime's defaults first; the ones that won most
+# often in bench/results/memory_settings.md), one race each.
 FAST_MEMORY_SETTINGS = ("pattern+arena", "no-pattern", "exact-arena", "exact-arena-no-prepack")
 FAST_RACES = 1
-
-
-@dataclasses.dataclass
-class OptimizeOptions:
-    """Everything ``hwopt optimize`` can be told; the CLI and config files fill this in."""
-
-    targets: Sequence[str] = ("cpu",)
-    output_dir: Path | None = None
-    input_shapes: Mapping[str, Sequence[int]] = dataclasses.field(default_factory=dict)
-    # Bake the resolved input shapes into the build (and fold what becomes constant).
-    static_shapes: bool = False
-    # What the measured choice of memory settings favours (hwopt.config.GOALS); with
-    # memory_search off, the target's first (onnxruntime's defaults) ships unmeasured.
-    optimize_for: str = "balanced"
-    memory_search: bool = True
-    # A bounded search for CI (FAST): fewer variants, shorter races; the report says what was
-    # left out.
-    fast: bool = False
-    inputs_file: Path | None = None
-    passes: Sequence[str] | None = None
-    skip_passes: Sequence[str] = ()
-    strict: bool = False
-    pass_options: Mapping[str, Mapping[str, object]] = dataclasses.field(default_factory=dict)
-    precision: PrecisionOptions = dataclasses.field(default_factory=PrecisionOptions)
-    target_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
-    require_target: bool = False
-    no_fallback: bool = False
-    gates: Gates = Gates()
-    benchmark: bool = True
-    bench: BenchConfig = BenchConfig()
-    seed: int = 0
-    # Session options over the target's (hwopt tune writes the ones it found this way).
-    session_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-    @property
-    def race_seconds(self) -> float:
-        """Seconds per variant in one race behind a build-time decision."""
-        return FAST_RACE_SECONDS if self.fast else max(0.5, self.bench.target_seconds / 2)
-
-    @property
-    def memory_race_seconds(self) -> float:
-        """Seconds per setting in a memory-settings race (at most RACE_RUNS runs): nine settings
-        race at once, up to three times."""
-        return FAST_RACE_SECONDS if self.fast else max(0.25, self.bench.target_seconds / 4)
-
-    @property
-    def search_seconds(self) -> float:
-        """Seconds per variant in the precision search's races that decide what ships."""
-        return min(self.bench.target_seconds, FAST_BENCH_SECONDS) if self.fast else self.bench.target_seconds
-
-    @property
-    def bench_config(self) -> BenchConfig:
-        """The report's benchmark of original against build."""
-        if not self.fast:
-            return self.bench
-        return dataclasses.replace(self.bench, target_seconds=min(self.bench.target_seconds, FAST_BENCH_SECONDS))
-
-    @classmethod
-    def from_config(cls, config: Config) -> OptimizeOptions:
-        """Options as a config file sets them, hwopt's defaults for the rest."""
-        options = cls()
-        if config.targets is not None:
-            options.targets = config.targets
-        if config.inputs is not None:
-            options.inputs_file = config.inputs
-        if config.input_shapes is not None:
-            options.input_shapes = dict(config.input_shapes)
-        if config.static_shapes is not None:
-            options.static_shapes = config.static_shapes
-        if config.optimize_for is not None:
-            options.optimize_for = config.optimize_for
-        if config.fast is not None:
-            options.fast = config.fast
-        if config.passes is not None:
-            options.passes = config.passes
-        if config.skip_passes is not None:
-            options.skip_passes = config.skip_passes
-        if config.strict is not None:
-            options.strict = config.strict
-        options.pass_options = dict(config.pass_options)
-        options.target_options = dict(config.target_options)
-        if config.bench_enabled is not None:
-            options.benchmark = config.bench_enabled
-        if config.bench_seconds is not None:
-            options.bench = dataclasses.replace(options.bench, target_seconds=config.bench_seconds)
-        options.precision = PrecisionOptions.from_config(config)
-        options.gates = config.gates
-        return options
 
 
 def versions() -> dict[str, str]:
@@ -289,7 +198,7 @@ class Checks:
         key = (tuple(names), start, repr(sorted((k, sorted(v.items())) for k, v in pass_options.items())))
         if key not in self.pipelines:
             pipeline = Pipeline(resolve(names), pass_options)
-            ctx = PassContext(target=target.name, input_specs=self.specs)
+            ctx = PassContext(input_specs=self.specs)
             self.pipelines[key] = pipeline.run(model, ctx, self.feeds, references, self.noise)
         return self.pipelines[key]
 
@@ -304,7 +213,7 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None,
     with progress.Tracker(listener) as tracker:
         with progress.phase("load"):
             loaded = _load(model_path, options)
-        if options.benchmark:  # every build's memory is probed: the servers start while the passes run
+        if options.measure:  # every build's memory is probed: the servers start while the passes run
             start_servers(physical_cores())
         with progress.phase("reference outputs"):
             run, feeds_source, batch_note = prepare_checks(loaded, options)
@@ -320,7 +229,7 @@ def optimize(model_path: str | Path, options: OptimizeOptions | None = None,
             builds.append(build)
             manifests.append(manifest)
         race = None
-        if len(builds) > 1 and options.benchmark:
+        if len(builds) > 1 and options.measure:
             with progress.phase("target race"):
                 race = race_targets(builds, MODEL_FILE, run.feeds[0], seconds=options.race_seconds)
     report = _report(run, builds, race, feeds_source, batch_note)
@@ -572,7 +481,7 @@ def _build_for_target(run: Checks, target: Target, build_dir: Path) -> tuple[Bui
         if memory_choice.order and not memory_choice.order.kept:
             records = [dataclasses.replace(r, status=NOT_KEPT, reason=f"its order {memory_choice.order.reason}")
                        if r.name == "reorder" and r.status == "applied" else r for r in records]
-    if options.no_fallback and providers[0][0] != "CPUExecutionProvider":
+    if options.no_fallback and not target.cpu_provider:
         # onnxruntime refuses a CPU provider listed explicitly together with the no-fallback
         # entry; without either, a node no listed provider takes is a session error.
         providers = [p for p in providers if p[0] != "CPUExecutionProvider"]
@@ -659,7 +568,7 @@ def _measure_build(run: Checks, build: BuildReport, build_dir: Path, providers, 
                 f"{len(build.partition.fallback)} node(s) run on a provider other than "
                 f"{providers[0][0]}: {', '.join(build.partition.fallback[:5])} (--no-fallback makes this an error)"
             )
-        if not run.options.benchmark:
+        if not run.options.measure:
             build.latency.not_measured = "benchmark skipped (--no-bench)"
         else:
             with progress.phase("benchmark"):
@@ -725,7 +634,7 @@ def _memory_search_skipped(run: Checks, target: Target, providers, availability)
         return f"{providers[0][0]} manages its own memory: the target's settings ship unmeasured"
     if not availability.available:
         return availability.reason
-    if not run.options.benchmark:
+    if not run.options.measure:
         return "not chosen: measurement skipped (--no-bench); the target's defaults ship"
     if not run.options.memory_search:
         return "not chosen: --no-memory-search; the target's defaults ship"
@@ -795,7 +704,7 @@ def _memory_report(run: Checks, analysis: MemoryAnalysis, records: Sequence[Pass
     if not availability.available:
         report.not_measured = availability.reason
         return report
-    if not run.options.benchmark:
+    if not run.options.measure:
         report.not_measured = "measurement skipped (--no-bench)"
         return report
     listed = [{"name": n, "options": dict(o)} for n, o in _providers(build)]

@@ -50,8 +50,7 @@ def invoke_cli(*args: str) -> CliResult:
 def fp32_options(**kwargs):
     """OptimizeOptions that skip the INT8 search and the memory-settings search: most tests
     are about other stages, and the searches measure latency and memory (seconds per model)."""
-    from hwopt.optimize import OptimizeOptions
-    from hwopt.precision import PrecisionOptions
+    from hwopt.options import OptimizeOptions, PrecisionOptions
 
     return OptimizeOptions(precision=PrecisionOptions(mode="fp32"), **{"memory_search": False, **kwargs})
 

@@ -11,8 +11,8 @@ import onnx
 from onnx import numpy_helper
 
 from hwopt.model.inputs import generate_feeds, resolve_input_specs
-from hwopt.passes.base import Pass, PassContext
-from hwopt.passes.pipeline import PassRecord, Pipeline
+from hwopt.passes.base import Pass, PassContext, PassRecord
+from hwopt.passes.pipeline import Pipeline
 from hwopt.verify import run_model
 
 
@@ -56,7 +56,7 @@ def run_pass(
     specs = resolve_input_specs(model.graph, shapes)
     feeds = generate_feeds(specs, seed=1)
     pipeline = Pipeline([pass_], {pass_.name: dict(options)} if options else None)
-    result = pipeline.run(model, PassContext("cpu", specs), [feeds], [run_model(model, feeds)])
+    result = pipeline.run(model, PassContext(specs), [feeds], [run_model(model, feeds)])
     (record,) = result.records
     return record, result.model
 

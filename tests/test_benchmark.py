@@ -156,11 +156,11 @@ def test_incompatible_inputs_are_a_usage_error_naming_the_mismatch(tmp_path: Pat
 
 
 def test_a_build_folder_runs_as_its_manifest_says(tmp_path: Path, tiny: Path) -> None:
-    from hwopt.optimize import OptimizeOptions, optimize
-    from hwopt.precision import PrecisionOptions
+    from hwopt.optimize import optimize
+    from hwopt.options import OptimizeOptions, PrecisionOptions
 
     build_dir = tmp_path / "tiny.hwopt"
-    optimize(tiny, OptimizeOptions(output_dir=build_dir, benchmark=False, precision=PrecisionOptions(mode="fp32")))
+    optimize(tiny, OptimizeOptions(output_dir=build_dir, measure=False, precision=PrecisionOptions(mode="fp32")))
     manifest = json.loads((build_dir / "build.json").read_text())
 
     report = benchmark([tiny, build_dir], BenchOptions(**FAST))

@@ -10,7 +10,6 @@ from conftest import SAMPLES, invoke_cli
 
 from hwopt.config import load_config, parse_config
 from hwopt.errors import ConfigError
-from hwopt.optimize import OptimizeOptions
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -28,7 +27,7 @@ strict = true
 [bench]
 seconds = 0.5
 """)
-    options = OptimizeOptions.from_config(load_config(path))
+    options = load_config(path)
     assert options.targets == ["cpu"]
     assert options.inputs_file == tmp_path / "feeds.npz"
     assert options.input_shapes == {"x": (1, 3, 64, 64)}
@@ -78,8 +77,8 @@ def test_presets_parse(preset: Path) -> None:
 
 
 def test_optimize_for_from_a_config_and_the_flag() -> None:
-    assert OptimizeOptions.from_config(parse_config({"optimize_for": "memory"})).optimize_for == "memory"
-    assert OptimizeOptions.from_config(parse_config({})).optimize_for == "balanced"
+    assert (parse_config({"optimize_for": "memory"})).optimize_for == "memory"
+    assert (parse_config({})).optimize_for == "balanced"
     with pytest.raises(ConfigError, match="optimize_for must be one of balanced, latency, memory"):
         parse_config({"optimize_for": "smallest"})
     proc = invoke_cli("optimize", SAMPLES / "resnext_tiny.onnx", "--optimize-for", "smallest")
@@ -87,7 +86,7 @@ def test_optimize_for_from_a_config_and_the_flag() -> None:
 
 
 def test_fast_from_a_config() -> None:
-    assert OptimizeOptions.from_config(parse_config({"fast": True})).fast is True
-    assert OptimizeOptions.from_config(parse_config({})).fast is False
+    assert (parse_config({"fast": True})).fast is True
+    assert (parse_config({})).fast is False
     with pytest.raises(ConfigError, match="fast"):
         parse_config({"fast": "yes"})

@@ -9,7 +9,7 @@ import typer
 from conftest import ROOT
 
 from hwopt.cli import app
-from hwopt.passes.catalog import catalog_markdown
+from hwopt.report.passes import catalog_markdown
 
 
 def test_passes_catalog_is_current() -> None:

@@ -58,12 +58,12 @@ def test_a_model_without_such_inputs_is_unchanged() -> None:
 def test_the_batchnorm_folds_once_its_statistics_are_weights(tmp_path: Path) -> None:
     path = tmp_path / "ir3.onnx"
     onnx.save(_ir3_conv_batchnorm(), str(path))
-    report = optimize(path, fp32_options(output_dir=tmp_path / "b", benchmark=False))
+    report = optimize(path, fp32_options(output_dir=tmp_path / "b", measure=False))
     (build,) = report.builds
     assert op_counts(onnx.load(str(tmp_path / "b" / "model.onnx"))) == {"Conv": 1}
     assert build.accuracy.max_rel < 1e-5
     # Opting out keeps the weights overridable, and the BatchNorm with them.
-    report = optimize(path, fp32_options(output_dir=tmp_path / "kept", benchmark=False,
+    report = optimize(path, fp32_options(output_dir=tmp_path / "kept", measure=False,
                                          skip_passes=["drop_initializer_inputs"]))
     assert op_counts(onnx.load(str(tmp_path / "kept" / "model.onnx")))["BatchNormalization"] == 1
 
@@ -71,7 +71,7 @@ def test_the_batchnorm_folds_once_its_statistics_are_weights(tmp_path: Path) -> 
 @pytest.mark.skipif(not (LIGHT / "light_resnet50.onnx").is_file(), reason="this onnx wheel ships no light models")
 def test_light_resnet50_folds_like_onnxslim(tmp_path: Path) -> None:
     # 168 nodes before (BatchNorms left unfolded); onnxslim leaves 123.
-    report = optimize(LIGHT / "light_resnet50.onnx", fp32_options(output_dir=tmp_path / "b", benchmark=False))
+    report = optimize(LIGHT / "light_resnet50.onnx", fp32_options(output_dir=tmp_path / "b", measure=False))
     (build,) = report.builds
     assert build.optimized.nodes <= 123
     assert op_counts(onnx.load(str(tmp_path / "b" / "model.onnx")))["BatchNormalization"] == 0

@@ -399,4 +399,4 @@ def test_clip_bound_fed_at_run_time_is_declined() -> None:
 
 def test_no_rules_for_a_model_without_activations() -> None:
     model = ir.serde.deserialize_model(_model(17, "y = Add (x, x)"))
-    assert FuseActivations().rewrite_rules(model, PassContext("cpu")) == []
+    assert FuseActivations().rewrite_rules(model, PassContext()) == []

@@ -54,7 +54,7 @@ def test_bert_blocks_fuse_into_contrib_operators_within_tolerance() -> None:
     specs = resolve_input_specs(model.graph, SHAPES)
     feeds = [generate_feeds(specs, seed=1)]
     reference = [run_model(model, f) for f in feeds]
-    result = Pipeline(resolve(["fuse_transformer"])).run(model, PassContext(target="cpu", input_specs=specs),
+    result = Pipeline(resolve(["fuse_transformer"])).run(model, PassContext(input_specs=specs),
                                                          feeds, reference)
     record = result.records[0]
     assert record.status == "applied", record.reason
@@ -74,7 +74,7 @@ def test_a_graph_without_transformer_blocks_is_unchanged(tmp_path: Path) -> None
     model = onnx.load(str(ROOT / "sample_models" / "mobilenetv2_tiny.onnx"))
     specs = resolve_input_specs(model.graph)
     feeds = [generate_feeds(specs)]
-    result = Pipeline(resolve(["fuse_transformer"])).run(model, PassContext(target="cpu", input_specs=specs),
+    result = Pipeline(resolve(["fuse_transformer"])).run(model, PassContext(input_specs=specs),
                                                          feeds, [run_model(model, feeds[0])])
     assert result.records[0].status == "unchanged"
     # A CNN has no op any fusion starts from: onnxruntime's optimizer is not even run.
@@ -92,7 +92,7 @@ def test_a_graph_with_an_anchor_op_but_no_block_runs_the_fusions_and_is_unchange
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     specs = resolve_input_specs(model.graph)
     feeds = [generate_feeds(specs)]
-    result = Pipeline(resolve(["fuse_transformer"])).run(model, PassContext(target="cpu", input_specs=specs),
+    result = Pipeline(resolve(["fuse_transformer"])).run(model, PassContext(input_specs=specs),
                                                          feeds, [run_model(model, feeds[0])])
     assert result.records[0].status == "unchanged"
     assert "no transformer pattern matched" in result.records[0].notes[0]
@@ -100,7 +100,7 @@ def test_a_graph_with_an_anchor_op_but_no_block_runs_the_fusions_and_is_unchange
 
 def test_the_fused_graph_is_kept_only_when_most_races_find_it_faster(monkeypatch) -> None:
     import hwopt.graph_choice as graph_choice
-    from hwopt.passes.pipeline import PassRecord
+    from hwopt.passes.base import PassRecord
 
     applied = PipelineResult(onnx.ModelProto(), [PassRecord("fuse_transformer", "applied", 0, 1, 1, 0, 0)], [])
     unchanged = PipelineResult(onnx.ModelProto(), [PassRecord("fuse_transformer", "unchanged", 0, 1, 1, 0, 0)], [])
@@ -152,7 +152,7 @@ def test_text_encoder_builds_hold_on_ids_across_the_vocabulary(model_path: Path,
 
 def test_a_cnn_builds_no_fused_variant(tmp_path: Path) -> None:
     report = optimize(ROOT / "sample_models" / "mobilenetv2_tiny.onnx",
-                      fp32_options(output_dir=tmp_path / "b", benchmark=False))
+                      fp32_options(output_dir=tmp_path / "b", measure=False))
     (build,) = report.builds
     assert build.graph_choice is None
     assert "fuse_transformer" not in [r.name for r in build.passes]

@@ -20,7 +20,7 @@ from hwopt.optimize import optimize
 
 def test_memory_section_and_plan_file(tmp_path: Path) -> None:
     report = optimize(SAMPLES / "inception_tiny.onnx",
-                      fp32_options(output_dir=tmp_path / "b", benchmark=False))
+                      fp32_options(output_dir=tmp_path / "b", measure=False))
     memory = report.builds[0].memory
     before, after = memory.original, memory.build
     assert before.peak_live_bytes == 896 * 24 * 24 * 4

@@ -95,7 +95,7 @@ def _run(passes):
     specs = resolve_input_specs(model.graph, {"x": (2, 3, 8, 8)})
     feeds = generate_feeds(specs)
     reference = run_model(model, feeds)
-    return model, Pipeline(passes).run(model, PassContext(target="cpu", input_specs=specs), [feeds], [reference])
+    return model, Pipeline(passes).run(model, PassContext(input_specs=specs), [feeds], [reference])
 
 
 def test_numeric_break_is_rolled_back():
@@ -178,7 +178,7 @@ def test_second_batch_size_catches_a_batch_baked_in():
     one = generate_feeds(specs)
     two = second_batch(specs, one)
     assert two is not None and two["x"].shape == (2, 2, 3)
-    ctx = PassContext("cpu", specs)
+    ctx = PassContext(specs)
     alone = Pipeline([BakeBatchOne()]).run(model, ctx, [one], [run_model(model, one)])
     assert alone.records[0].status == APPLIED  # batch 1 alone cannot tell
     both = Pipeline([BakeBatchOne()]).run(

@@ -44,7 +44,7 @@ def test_exported_models(path: Path, preset: str, tmp_path: Path) -> None:
     # "portable" keeps the model's opset, so the passes also run on opsets 11 to 16 as exported.
     options = fp32_options(
         output_dir=tmp_path / "b",
-        benchmark=False,
+        measure=False,
         input_shapes=_shapes(path),
         skip_passes=["upgrade_opset"] if preset == "portable" else [],
     )
@@ -57,7 +57,7 @@ def test_exported_models(path: Path, preset: str, tmp_path: Path) -> None:
 
 def test_control_flow_bodies_are_optimized(tmp_path: Path) -> None:
     path = next(p for p in EXPORTED if p.stem == "branchy_torchscript_op13")
-    report = optimize(path, fp32_options(output_dir=tmp_path / "b", benchmark=False, input_shapes=_shapes(path)))
+    report = optimize(path, fp32_options(output_dir=tmp_path / "b", measure=False, input_shapes=_shapes(path)))
     _check(report, model_stats(onnx.load(str(path))).nodes)
     built = onnx.load(str(tmp_path / "b" / "model.onnx"))
     assert any(n.op_type == "If" for n in built.graph.node)
@@ -87,7 +87,7 @@ REAL_CASES = {
 @pytest.mark.parametrize("stem", REAL_CASES)
 def test_real_models(real_models: Path, stem: str, tmp_path: Path) -> None:
     path = real_models / f"{stem}.onnx"
-    report = optimize(path, fp32_options(output_dir=tmp_path / "b", benchmark=False, input_shapes=REAL_CASES[stem]))
+    report = optimize(path, fp32_options(output_dir=tmp_path / "b", measure=False, input_shapes=REAL_CASES[stem]))
     _check(report, model_stats(onnx.load(str(path))).nodes)
 
 
@@ -101,7 +101,7 @@ def test_real_text_detector(real_models: Path, tmp_path: Path) -> None:
     feeds = tmp_path / "feeds.npz"
     np.savez(feeds, x=x.transpose(2, 0, 1)[None].astype(np.float32))
     path = real_models / "ch_PP-OCRv4_det_infer.onnx"
-    report = optimize(path, fp32_options(output_dir=tmp_path / "b", benchmark=False, inputs_file=feeds))
+    report = optimize(path, fp32_options(output_dir=tmp_path / "b", measure=False, inputs_file=feeds))
     _check(report, model_stats(onnx.load(str(path))).nodes)
 
 
@@ -112,5 +112,5 @@ def test_real_models_with_state_and_control_flow(real_models: Path, stem: str, t
     np.savez(feeds, input=(0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)[None, :],
              state=np.zeros((2, 1, 128), np.float32), sr=np.array(16000, dtype=np.int64))
     path = real_models / f"{stem}.onnx"
-    report = optimize(path, fp32_options(output_dir=tmp_path / "b", benchmark=False, inputs_file=feeds))
+    report = optimize(path, fp32_options(output_dir=tmp_path / "b", measure=False, inputs_file=feeds))
     _check(report, model_stats(onnx.load(str(path))).nodes)

@@ -279,7 +279,7 @@ def test_dynamic_variants_quantize_every_float_graph() -> None:
 
 
 def test_calib_generated_is_an_option_not_a_folder(tmp_path: Path, monkeypatch) -> None:
-    from hwopt.precision import PrecisionOptions
+    from hwopt.options import PrecisionOptions
 
     assert PrecisionOptions(calib_path=Path("generated")).calib_generated
     assert not PrecisionOptions().static_allowed

@@ -18,7 +18,7 @@ from hwopt.optimize import optimize
 @pytest.fixture(scope="module")
 def build(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("rt") / "b"
-    optimize(SAMPLES / "resnext_tiny.onnx", fp32_options(output_dir=out, benchmark=False))
+    optimize(SAMPLES / "resnext_tiny.onnx", fp32_options(output_dir=out, measure=False))
     return out
 
 

@@ -16,7 +16,7 @@ def test_simplify_folds_batchnorm_and_verifies():
     specs = resolve_input_specs(model.graph, {"x": (2, 3, 8, 8)})
     feeds = generate_feeds(specs)
     result = Pipeline(resolve(["simplify"])).run(
-        model, PassContext("cpu", specs), [feeds], [run_model(model, feeds)]
+        model, PassContext(specs), [feeds], [run_model(model, feeds)]
     )
     (record,) = result.records
     assert record.status == APPLIED

@@ -157,3 +157,32 @@ def test_several_targets_one_run_one_comparing_report(tmp_path: Path) -> None:
         assert [b["target"] for b in per_target["builds"]] == [target]
     assert json.loads((out / "report.json").read_text())["builds"] == report["builds"]
     assert "Targets compared" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("name, options, precision, expect", [
+    ("cuda", {"cuda_graph": True}, "fp16", {"enable_cuda_graph": "0"}),  # dynamic batch: graphs turned off
+    ("tensorrt", {}, "fp32", {"trt_fp16_enable": "False", "trt_int8_enable": "False"}),
+])
+def test_finalize_returns_what_it_decides_and_leaves_the_target_alone(tmp_path: Path, name, options, precision,
+                                                                       expect) -> None:
+    from hwopt.model.inputs import resolve_input_specs
+    from hwopt.targets import BuildContext
+
+    target = get_target(name, options)
+    before = (dict(target.options), target.providers())
+    model = onnx.load(str(SAMPLE))
+    specs = resolve_input_specs(model.graph, {})
+    feeds = [{"input": np.random.default_rng(0).standard_normal((1, 3, 96, 96)).astype(np.float32)}]
+    ctx = BuildContext(build_dir=tmp_path, specs=specs, feeds=feeds, references=[run_model(model, feeds[0])],
+                       precision=precision, options=target.options)
+    build = target.finalize(model, ctx)
+    assert build.providers is not None
+    assert expect.items() <= build.providers[0][1].items()
+    assert (dict(target.options), target.providers()) == before
+
+
+def test_capabilities_are_attributes_not_names() -> None:
+    assert get_target("cpu").cpu_provider and not get_target("cpu").tuning_variants
+    for name in ("cuda", "tensorrt", "openvino"):
+        assert not get_target(name).cpu_provider
+    assert {label for label, _, _ in get_target("cuda").tuning_variants} == {"cudnn-heuristic", "cuda-nhwc"}

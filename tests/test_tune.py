@@ -15,8 +15,7 @@ import onnx
 import pytest
 from conftest import invoke_cli, sha256
 
-from hwopt.optimize import OptimizeOptions
-from hwopt.precision import PrecisionOptions
+from hwopt.options import OptimizeOptions, PrecisionOptions
 from hwopt.tune import TuneOptions, tune
 from hwopt.tune.report import pareto
 from hwopt.tune.search import ANCHOR, RESULTS_FILE
@@ -185,3 +184,23 @@ def test_ray_workers_give_the_in_process_results(tiny_model_path: Path, tmp_path
 
     assert builds(tmp_path / "here") == builds(tmp_path / "ray")  # byte-identical models, same cache keys
     assert json.loads((tmp_path / "ray" / "build.json").read_text())["tune"]["candidate"] == there.best.id
+
+
+@pytest.mark.parametrize("change", [
+    {"precision": {"calibration.held_out": 6}},
+    {"precision": {"calibration.image": {"size": [8, 8]}}},
+    {"bench": {"bench.seconds": 0.7}},
+], ids=["held_out", "image_spec", "bench_seconds"])
+def test_a_changed_option_is_not_served_a_cached_build(tiny_model_path: Path, tmp_path: Path, change) -> None:
+    """The build cache's key hashes every option a build is made with: a config that differs in
+    any of them gets a build of its own, never the cached one (these three were once left out)."""
+    from hwopt import schema
+
+    out = tmp_path / "out"
+    quick = {"recipes": ["original"], "variants": []}
+    tune(tiny_model_path, _options(out, **quick))
+    first = {p.name for p in (out / ".tune-cache").iterdir()}
+    base = schema.apply(OptimizeOptions(precision=PrecisionOptions(mode="fp32")), next(iter(change.values())))
+    tune(tiny_model_path, _options(out, base=base, **quick))
+    second = {p.name for p in (out / ".tune-cache").iterdir()}
+    assert second - first, "the changed options were served the cached build"

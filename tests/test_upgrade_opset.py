@@ -154,7 +154,7 @@ def test_leaves_a_model_at_or_above_the_target() -> None:
 
 
 def _run_directly(model: onnx.ModelProto, **options):
-    return UpgradeOpset().run(ir.serde.deserialize_model(model), PassContext("cpu", options=options))
+    return UpgradeOpset().run(ir.serde.deserialize_model(model), PassContext(options=options))
 
 
 def test_never_downgrades() -> None:

@@ -1,8 +1,9 @@
 """The contract every pass follows.
 
 A pass is a small object with a stable snake_case ``name``, a one-line ``description``, the
-targets whose default pipelines may use it, the opset range it understands, the numeric
-tolerance its output must keep against its input, and ``run(model, ctx) -> PassResult``.
+opset range it understands, the numeric tolerance its output must keep against its input, and
+``run(model, ctx) -> PassResult``. Which targets run it is theirs to say (``Target.default_passes``).
+``PassRecord`` is what the pipeline records of one pass, verification included, for the report.
 
 Passes work on an ``onnx_ir.Model`` that the pipeline hands them as a private copy, so a pass
 may rewrite it in place and return it. A pass never verifies itself: the pipeline checks and
@@ -72,7 +73,6 @@ class Declined:
 class PassContext:
     """What a pass may know about the run besides the model itself."""
 
-    target: str
     input_specs: Sequence[InputSpec] = ()
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -93,7 +93,30 @@ class PassResult:
         return sum(self.rewrites.values()) > 0
 
 
-ALL_TARGETS: tuple[str, ...] = ("cpu", "cuda", "tensorrt")
+@dataclasses.dataclass
+class PassRecord:
+    """What one pass did, as the per-pass table of the report shows it."""
+
+    name: str
+    status: str
+    seconds: float
+    nodes_before: int
+    nodes_after: int
+    params_before: int
+    params_after: int
+    max_abs: float | None = None
+    max_rel: float | None = None
+    reason: str | None = None
+    rewrites: dict[str, int] = dataclasses.field(default_factory=dict)
+    declined: list[Declined] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["declined"] = [dataclasses.asdict(d) for d in self.declined]
+        return data
+
 
 
 class Pass(abc.ABC):
@@ -101,11 +124,9 @@ class Pass(abc.ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
-    targets: ClassVar[tuple[str, ...]] = ALL_TARGETS
     min_opset: ClassVar[int] = 7
     max_opset: ClassVar[int] = 23
     tolerance: ClassVar[Tolerance] = STRUCTURAL
-    requires: ClassVar[tuple[str, ...]] = ()
     # Options a config file may set under [passes.<name>], with their defaults.
     option_defaults: ClassVar[Mapping[str, Any]] = {}
 
@@ -118,10 +139,8 @@ class Pass(abc.ABC):
         return {
             "name": cls.name,
             "description": cls.description,
-            "targets": list(cls.targets),
             "opsets": [cls.min_opset, cls.max_opset],
             "tolerance": cls.tolerance.to_dict(),
-            "requires": list(cls.requires),
             "options": dict(cls.option_defaults),
         }
 

@@ -22,7 +22,6 @@ from hwopt.passes.registry import register
 class FoldConstants(Pass):
     name = "fold_constants"
     description = "fold constant subgraphs and static shape arithmetic (onnxscript)"
-    requires = ("onnxscript",)
 
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:
         before = count_nodes(model)

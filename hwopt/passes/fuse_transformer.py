@@ -69,10 +69,8 @@ ANCHOR_OPS = frozenset({"Softmax", "LayerNormalization", "SimplifiedLayerNormali
 class FuseTransformer(Pass):
     name = "fuse_transformer"
     description = "attention, SkipLayerNorm, GELU and bias fusions into onnxruntime contrib ops"
-    targets = ("cpu", "cuda")
     # Fused softmax and LayerNorm kernels round differently from the unfused chain.
     tolerance = Tolerance(rtol=1e-4, atol=1e-5, noise_factor=4.0)
-    requires = ("onnxruntime",)
     option_defaults = {"model_type": "bert", "num_heads": 0, "hidden_size": 0}
 
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:

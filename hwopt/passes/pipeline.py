@@ -20,7 +20,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import onnx
@@ -31,7 +30,7 @@ from hwopt.errors import ConfigError, one_line
 from hwopt.guard import phase
 from hwopt.model.stats import node_and_parameter_counts
 from hwopt.output import quiet_logger
-from hwopt.passes.base import Declined, Pass, PassContext, default_opset
+from hwopt.passes.base import Pass, PassContext, PassRecord, default_opset
 from hwopt.verify import (
     ModelRunner,
     VerificationFailed,
@@ -48,31 +47,6 @@ Outputs = dict[str, np.ndarray]
 APPLIED, UNCHANGED, ROLLED_BACK, SKIPPED = "applied", "unchanged", "rolled_back", "skipped"
 # A verified pass of a measured graph variant that the build did not ship (hwopt.graph_choice).
 NOT_KEPT = "not_kept"
-
-
-@dataclasses.dataclass
-class PassRecord:
-    """What one pass did, as the per-pass table of the report shows it."""
-
-    name: str
-    status: str
-    seconds: float
-    nodes_before: int
-    nodes_after: int
-    params_before: int
-    params_after: int
-    max_abs: float | None = None
-    max_rel: float | None = None
-    reason: str | None = None
-    rewrites: dict[str, int] = dataclasses.field(default_factory=dict)
-    declined: list[Declined] = dataclasses.field(default_factory=list)
-    notes: list[str] = dataclasses.field(default_factory=list)
-    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        data = dataclasses.asdict(self)
-        data["declined"] = [dataclasses.asdict(d) for d in self.declined]
-        return data
 
 
 @dataclasses.dataclass

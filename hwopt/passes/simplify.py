@@ -30,7 +30,6 @@ from hwopt.passes.registry import register
 class Simplify(Pass):
     name = "simplify"
     description = "constant folding and shape simplification (onnxsim)"
-    requires = ("onnxsim",)
     option_defaults = {"optimize": True}
 
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:

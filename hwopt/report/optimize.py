@@ -19,7 +19,7 @@ from hwopt.memory.probe import SessionMemory
 from hwopt.memory.settings import Floor, MemoryChoice
 from hwopt.model.inputs import InputSpec
 from hwopt.model.stats import ModelStats
-from hwopt.passes.pipeline import PassRecord
+from hwopt.passes.base import PassRecord
 from hwopt.progress import PhaseTime
 from hwopt.quant.accuracy import AccuracyResult
 from hwopt.quant.search import PrecisionReport

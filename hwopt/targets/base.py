@@ -95,6 +95,12 @@ class Target(abc.ABC):
     memory_settings: ClassVar[tuple[MemorySetting, ...]] = ()
     # Target options (``--target-option cuda.cuda_graph=true``) with their defaults.
     option_defaults: ClassVar[Mapping[str, Any]] = {}
+    # Its first provider is onnxruntime's own CPU provider: nothing falls back from it (so
+    # --no-fallback changes nothing), and its thread pool is what tune's thread variants vary.
+    cpu_provider: ClassVar[bool] = False
+    # Provider options worth trying in ``hwopt tune`` (measured only where the target runs):
+    # (label, description, provider options over the first provider's).
+    tuning_variants: ClassVar[tuple[tuple[str, str, Mapping[str, str]], ...]] = ()
 
     def __init__(self, options: Mapping[str, Any] | None = None):
         given = dict(options or {})
@@ -121,7 +127,8 @@ class Target(abc.ABC):
 
     def finalize(self, model: onnx.ModelProto, ctx: BuildContext) -> TargetBuild:
         """The target's last build step after the graph passes (FP16 conversion, TensorRT's
-        calibration table ...); the default ships the model as it is."""
+        calibration table ...); the default ships the model as it is. What it decides is in
+        what it returns (the providers too, where they change): it never changes the target."""
         return TargetBuild(model=model, precision="fp32")
 
     def describe(self) -> dict[str, Any]:

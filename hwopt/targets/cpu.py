@@ -64,6 +64,7 @@ class CpuTarget(Target):
     precisions = ("fp32", "int8")
     int8_formats = ("qdq", "qoperator")
     memory_settings = CPU_SETTINGS
+    cpu_provider = True
     # onnxruntime's fused transformer kernels are not faster on every model and host: the build
     # keeps them only where they measure faster. The fusions run first, on the exporter's
     # graph, whose patterns onnxruntime's matchers know: after remove_noops has dropped a

@@ -58,13 +58,22 @@ class CudaTarget(Target):
     pass_options = {"simplify": {"optimize": False}}
     precisions = ("fp32", "fp16")
     option_defaults = {"device_id": 0, "conv_algo_search": "EXHAUSTIVE", "cuda_graph": False}
+    tuning_variants = (
+        ("cudnn-heuristic", "cuDNN picks conv algorithms by heuristic, not by timing",
+         {"cudnn_conv_algo_search": "HEURISTIC"}),
+        ("cuda-nhwc", "NHWC layout for the CUDA kernels that have it", {"prefer_nhwc": "1"}),
+    )
 
     def session_options(self) -> dict[str, Any]:
         # The reorder pass's order runs only with priority-based ordering (see CpuTarget).
         return {**default_session_options(level="all"), "execution_order": "priority_based"}
 
     def providers(self) -> Providers:
-        return (("CUDAExecutionProvider", cuda_provider_options(self.options)), ("CPUExecutionProvider", {}))
+        return self._providers(self.options)
+
+    @staticmethod
+    def _providers(options: dict[str, Any]) -> Providers:
+        return (("CUDAExecutionProvider", cuda_provider_options(options)), ("CPUExecutionProvider", {}))
 
     def availability(self) -> Availability:
         return provider_availability("CUDAExecutionProvider")
@@ -72,6 +81,6 @@ class CudaTarget(Target):
     def finalize(self, model, ctx: BuildContext) -> TargetBuild:
         build = fp16_finalize(model, ctx, "fp32" if ctx.precision == "fp32" else "fp16")
         if self.options["cuda_graph"] and not static_inputs(ctx):
-            self.options = {**self.options, "cuda_graph": False}
+            build.providers = self._providers({**self.options, "cuda_graph": False})
             build.checks.append(Check("CUDA graphs", False, "inputs have dynamic dimensions: CUDA graphs turned off"))
         return build

@@ -76,16 +76,17 @@ class TensorrtTarget(Target):
         "conv_algo_search": "EXHAUSTIVE",
         "cuda_graph": False,
     }
+    tuning_variants = (
+        ("trt-opt-level-5", "TensorRT builder optimization level 5 (slower builds)",
+         {"trt_builder_optimization_level": "5"}),
+    )
 
-    def __init__(self, options=None):
-        super().__init__(options)
-        self.precision = "fp16"
-
-    def providers(self) -> Providers:
+    def providers(self, precision: str = "fp16") -> Providers:
+        """The providers of an engine built in ``precision`` (fp16 unless a build says so)."""
         trt = {
             "device_id": str(self.options["device_id"]),
-            "trt_fp16_enable": "True" if self.precision in ("fp16", "int8") else "False",
-            "trt_int8_enable": "True" if self.precision == "int8" else "False",
+            "trt_fp16_enable": "True" if precision in ("fp16", "int8") else "False",
+            "trt_int8_enable": "True" if precision == "int8" else "False",
             "trt_engine_cache_enable": "True",
             "trt_engine_cache_path": ENGINE_CACHE,
             "trt_timing_cache_enable": "True",
@@ -94,7 +95,7 @@ class TensorrtTarget(Target):
             "trt_min_subgraph_size": str(self.options["min_subgraph_size"]),
             "trt_builder_optimization_level": str(self.options["builder_optimization_level"]),
         }
-        if self.precision == "int8":
+        if precision == "int8":
             trt["trt_int8_calibration_table_name"] = CALIBRATION_TABLE
             trt["trt_int8_use_native_calibration_table"] = "False"
         return (
@@ -107,12 +108,12 @@ class TensorrtTarget(Target):
         return provider_availability("TensorrtExecutionProvider")
 
     def finalize(self, model, ctx: BuildContext) -> TargetBuild:
-        self.precision = "fp32" if ctx.precision == "fp32" else ("int8" if ctx.precision == "int8" else "fp16")
-        build = TargetBuild(model=model, precision=self.precision)
+        precision = "fp32" if ctx.precision == "fp32" else ("int8" if ctx.precision == "int8" else "fp16")
         for folder in (ENGINE_CACHE, TIMING_CACHE):
             (ctx.build_dir / folder).mkdir(exist_ok=True)
-        if self.precision != "int8":
-            build.notes.append(f"TensorRT builds a {self.precision.upper()} engine from the float32 model at first load")
+        if precision != "int8":
+            build = TargetBuild(model=model, precision=precision, providers=self.providers(precision))
+            build.notes.append(f"TensorRT builds a {precision.upper()} engine from the float32 model at first load")
             return build
         if has_qdq(model):
             raise UsageError("tensorrt int8: the model already has Q/DQ nodes; TensorRT takes no calibration table for it")
@@ -121,10 +122,11 @@ class TensorrtTarget(Target):
         try:
             table = write_trt_calibration_table(model, ctx.calibration, ctx.build_dir / ENGINE_CACHE)
         except Exception as exc:  # noqa: BLE001 - ORT's calibrator; reported as a failed check
+            build = TargetBuild(model=model, precision="fp16", providers=self.providers("fp16"))
             build.checks.append(Check("INT8 calibration table", False, f"{type(exc).__name__}: {one_line(exc)}"))
-            self.precision = build.precision = "fp16"
             build.notes.append("INT8 calibration failed: the engine is built in FP16 instead")
             return build
+        build = TargetBuild(model=model, precision="int8", providers=self.providers("int8"))
         build.files += [str(p.relative_to(ctx.build_dir)) for p in sorted(table.parent.glob("calibration.*"))]
         build.checks.append(Check("INT8 calibration table", True,
                                   f"{len(ctx.calibration)} samples, written to {ENGINE_CACHE}/{CALIBRATION_TABLE}"))

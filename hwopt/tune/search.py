@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from hwopt import guard
+from hwopt import guard, schema
 from hwopt.bench import BenchConfig, LatencyStats, bench_session_options, measure_latency
 from hwopt.errors import OutputError, TargetUnavailable, UsageError, one_line
 from hwopt.memory.analysis import analyze_memory
@@ -232,7 +232,7 @@ class Tuner:
                                  f"known: {known}")
         opts.base.precision.validate()
         self.loaded = load_model(self.model_path)
-        base = dataclasses.replace(opts.base, targets=(self.target.name,), benchmark=False)
+        base = dataclasses.replace(opts.base, targets=(self.target.name,), measure=False)
         self.checks, self.feeds_source, _ = prepare_checks(self.loaded, base)
         self.out_dir = prepare_output_dir(
             opts.output_dir or Path.cwd() / f"{self.model_path.stem}.tune",
@@ -465,7 +465,7 @@ class Tuner:
     def _build_options(self, recipe: Recipe) -> OptimizeOptions:
         base = self.options.base
         return dataclasses.replace(
-            base, targets=(self.target.name,), benchmark=False,
+            base, targets=(self.target.name,), measure=False,
             passes=list(recipe.passes) if recipe.passes is not None else None, skip_passes=(),
             # The INT8 search times its variants as optimize does: with less time per variant
             # it picked a slower variant (inception_tiny: 1.03x optimize's INT8 build).
@@ -505,29 +505,23 @@ class Tuner:
         self._save(c)
 
     def _cache_folder(self, recipe: Recipe) -> Path:
-        """Where ``recipe``'s build is cached: a hash of everything that decides the build."""
+        """Where ``recipe``'s build is cached: a hash of the options it is built with (the whole
+        options schema but where the output goes), and of what those options point at."""
         if self._decisive is None:  # once: it digests the feeds file and the calibration folder
-            self._decisive = self._decisive_settings()
-        key = json.dumps({**self._decisive, "recipe": dataclasses.asdict(recipe)}, sort_keys=True, default=str)
-        return self.out_dir / CACHE_DIR / hashlib.sha256(key.encode()).hexdigest()[:20]
+            self._decisive = self._decisive_files()
+        key = schema.fingerprint(self._build_options(recipe), {**self._decisive, "recipe": dataclasses.asdict(recipe)})
+        return self.out_dir / CACHE_DIR / key[:20]
 
-    def _decisive_settings(self) -> dict[str, Any]:
+    def _decisive_files(self) -> dict[str, Any]:
+        """What the options name but do not hold: the model's, feeds' and samples' contents, the
+        target's resolved options and the versions that build."""
         base = self.options.base
-        precision = base.precision
-        calib = precision.calib_path
+        calib = base.precision.calib_path
         return {
             "source": self.loaded.sha256,
-            "target": self.target.name,
             "target_options": dict(self.target.options),
-            "input_shapes": {k: list(v) for k, v in base.input_shapes.items()},
             "inputs": _file_digest(base.inputs_file),
-            "calib": [str(calib), _file_digest(calib)] if calib else None,
-            "calib_generated": precision.calib_generated,
-            "calib_samples": precision.calib_samples,
-            "calib_method": precision.calib_method,
-            "budget": precision.budget.to_dict(),
-            "pass_options": {k: dict(v) for k, v in base.pass_options.items()},
-            "seed": base.seed,
+            "calib": _file_digest(calib) if calib else None,
             "versions": versions(),
         }
 

@@ -97,8 +97,9 @@ def session_variants(target: Target) -> list[SessionVariant]:
     # sizes its arena from a build's plan has no build to size from here).
     out += [SessionVariant(m.label, m.description, m.overrides) for m in target.memory_settings[1:]
             if not m.plan_chunk]
-    if target.providers()[0][0] != "CPUExecutionProvider":
-        return out + _provider_variants(target)
+    if not target.cpu_provider:
+        return out + [SessionVariant(label, description, provider_overrides=dict(overrides))
+                      for label, description, overrides in target.tuning_variants]
     if cores > 1:
         out.append(SessionVariant("threads-1", "one intra-op thread", {"intra_op_num_threads": 1}))
         out.append(SessionVariant("parallel", "parallel execution mode across branches",
@@ -107,21 +108,3 @@ def session_variants(target: Target) -> list[SessionVariant]:
         out.append(SessionVariant(f"threads-{logical}", "one intra-op thread per logical CPU",
                                   {"intra_op_num_threads": logical}))
     return out
-
-
-def _provider_variants(target: Target) -> list[SessionVariant]:
-    """Provider options worth trying on the GPU targets (measured only where they run)."""
-    primary = target.providers()[0][0]
-    if primary == "CUDAExecutionProvider":
-        return [
-            SessionVariant("cudnn-heuristic", "cuDNN picks conv algorithms by heuristic, not by timing",
-                           provider_overrides={"cudnn_conv_algo_search": "HEURISTIC"}),
-            SessionVariant("cuda-nhwc", "NHWC layout for the CUDA kernels that have it",
-                           provider_overrides={"prefer_nhwc": "1"}),
-        ]
-    if primary == "TensorrtExecutionProvider":
-        return [
-            SessionVariant("trt-opt-level-5", "TensorRT builder optimization level 5 (slower builds)",
-                           provider_overrides={"trt_builder_optimization_level": "5"}),
-        ]
-    return []

@@ -1,4 +1,5 @@
-"""The pass catalog in Markdown, generated from the registry and each pass module's docstring.
+"""The pass catalog in Markdown, generated from the registry, each pass module's docstring and
+the targets' default pipelines (which say which targets run a pass).
 
 docs/passes.md is this output (``hwopt passes --markdown > docs/passes.md``); a test keeps the
 two equal, so the documentation cannot drift from the code.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+from typing import Any
 
 from hwopt.passes.registry import all_passes
 from hwopt.targets import get_target, target_names
@@ -28,8 +30,7 @@ def catalog_markdown() -> str:
         "| pass | what it does | targets | opsets | tolerance | options |",
         "|---|---|---|---|---|---|",
     ]
-    for cls in all_passes():
-        meta = cls.metadata()
+    for meta in pass_rows():
         tol = meta["tolerance"]
         if tol["rtol"] == tol["atol"] == tol["noise_factor"] == 0:
             tolerance = "bit-exact"
@@ -37,10 +38,10 @@ def catalog_markdown() -> str:
             tolerance = f"rtol {tol['rtol']:g}, atol {tol['atol']:g}, {tol['noise_factor']:g}x rounding noise"
         options = ", ".join(f"`{k}` = `{v!r}`" for k, v in meta["options"].items()) or "-"
         lines.append(
-            f"| `{meta['name']}` | {meta['description']} | {', '.join(meta['targets'])} "
+            f"| `{meta['name']}` | {meta['description']} | {', '.join(meta['targets']) or '-'} "
             f"| {meta['opsets'][0]}-{meta['opsets'][1]} | {tolerance} | {options} |"
         )
-    lines += ["", "## Default pipelines", ""]
+    lines += ["", "## Default pipelines", "", "A target's pipeline; `hwopt optimize --passes` runs any pass on any target.", ""]
     for name in target_names():
         target = get_target(name)
         lines.append(f"- `{name}`: " + " -> ".join(f"`{p}`" for p in target.default_passes))
@@ -48,3 +49,23 @@ def catalog_markdown() -> str:
         doc = inspect.getdoc(sys.modules[cls.__module__]) or cls.description
         lines += ["", f"## `{cls.name}`", "", doc]
     return "\n".join(lines) + "\n"
+
+
+def pass_rows() -> list[dict[str, Any]]:
+    """Each pass's metadata, with the targets that run it."""
+    used_by = targets_using()
+    return [{**cls.metadata(), "targets": used_by.get(cls.name, [])} for cls in all_passes()]
+
+
+def targets_using() -> dict[str, list[str]]:
+    """Pass name -> the targets whose default pipeline runs it (or one of their measured graph
+    variants does)."""
+    used: dict[str, list[str]] = {}
+    for name in target_names():
+        target = get_target(name)
+        if target.alias_note:  # "gpu" names another target
+            continue
+        passes = [*target.default_passes, *(p for v in target.measured_variants.values() for p in v)]
+        for pass_name in dict.fromkeys(passes):
+            used.setdefault(pass_name, []).append(name)
+    return used
