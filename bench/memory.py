@@ -33,12 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from branchy_models import ensure_branchy_models  # noqa: E402
 from common import REAL_DIR, RESULTS, bench_models, save_feeds  # noqa: E402
 
+from hwopt.feeds.inputs import resolve_input_specs, specs_from_feeds  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
 from hwopt.memory.analysis import analyze_memory  # noqa: E402
 from hwopt.memory.liveness import build_memory_graph, peak_live_bytes  # noqa: E402
 from hwopt.memory.probe import measure_session_memory  # noqa: E402
 from hwopt.memory.schedule import best_schedule  # noqa: E402
-from hwopt.model.inputs import resolve_input_specs, specs_from_feeds  # noqa: E402
 from hwopt.model.shapes import infer_tensor_info  # noqa: E402
 from hwopt.optimize import optimize  # noqa: E402
 from hwopt.options import OptimizeOptions  # noqa: E402

@@ -30,8 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REAL_DIR, SAMPLES, fresh_session_p50s, median, utc_stamp, write_results  # noqa: E402
 
 from hwopt.bench import bench_session_options  # noqa: E402
+from hwopt.feeds.images import ImageSpec  # noqa: E402
+from hwopt.feeds.inputs import resolve_input_specs  # noqa: E402
+from hwopt.feeds.samples import load_samples  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
-from hwopt.model.inputs import resolve_input_specs  # noqa: E402
 from hwopt.optimize import optimize  # noqa: E402
 from hwopt.options import (  # noqa: E402
     DEFAULT_HELD_OUT,
@@ -39,8 +41,6 @@ from hwopt.options import (  # noqa: E402
     PrecisionOptions,
 )
 from hwopt.quant.accuracy import compare  # noqa: E402
-from hwopt.quant.calibration import load_samples  # noqa: E402
-from hwopt.quant.images import ImageSpec  # noqa: E402
 from hwopt.session import create_session, run_session  # noqa: E402
 from hwopt.targets import get_target  # noqa: E402
 

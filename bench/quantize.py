@@ -30,8 +30,10 @@ from calibration_data import IMAGE_SPECS, ensure_calibration, random_images  # n
 from common import REAL_DIR, RESULTS, bench_models, fresh_session_p50s, median  # noqa: E402
 
 from hwopt.bench import BenchConfig, bench_session_options  # noqa: E402
+from hwopt.feeds.images import ImageSpec  # noqa: E402
+from hwopt.feeds.inputs import resolve_input_specs  # noqa: E402
+from hwopt.feeds.samples import load_samples  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
-from hwopt.model.inputs import resolve_input_specs  # noqa: E402
 from hwopt.model.stats import model_stats  # noqa: E402
 from hwopt.optimize import optimize  # noqa: E402
 from hwopt.options import (  # noqa: E402
@@ -40,8 +42,7 @@ from hwopt.options import (  # noqa: E402
     PrecisionOptions,
 )
 from hwopt.quant.accuracy import compare  # noqa: E402
-from hwopt.quant.calibration import SampleReader, load_samples  # noqa: E402
-from hwopt.quant.images import ImageSpec  # noqa: E402
+from hwopt.quant.calibration import SampleReader  # noqa: E402
 from hwopt.session import create_session, default_session_options, run_session  # noqa: E402
 
 # The conv-heavy models the INT8 latency target is judged on (geometric mean).

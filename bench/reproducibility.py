@@ -28,14 +28,14 @@ from common import bench_models, fresh_session_p50s, median, utc_stamp, write_re
 from quantize import calibration_for  # noqa: E402
 
 from hwopt.bench import BenchConfig, bench_session_options  # noqa: E402
+from hwopt.feeds.inputs import resolve_input_specs  # noqa: E402
+from hwopt.feeds.samples import load_samples  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
-from hwopt.model.inputs import resolve_input_specs  # noqa: E402
 from hwopt.optimize import optimize  # noqa: E402
 from hwopt.options import (
     OptimizeOptions,  # noqa: E402
     PrecisionOptions,  # noqa: E402
 )
-from hwopt.quant.calibration import load_samples  # noqa: E402
 from hwopt.session import create_session, default_session_options  # noqa: E402
 
 SPREAD_LIMIT = 1.05

@@ -31,8 +31,9 @@ from common import RESULTS, bench_models, fresh_session_p50s, median  # noqa: E4
 from quantize import calibration_for, ort_baselines  # noqa: E402
 
 from hwopt.bench import bench_session_options  # noqa: E402
+from hwopt.feeds.inputs import resolve_input_specs  # noqa: E402
+from hwopt.feeds.samples import load_samples  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
-from hwopt.model.inputs import resolve_input_specs  # noqa: E402
 from hwopt.optimize import optimize  # noqa: E402
 from hwopt.options import (  # noqa: E402
     DEFAULT_HELD_OUT,
@@ -40,7 +41,6 @@ from hwopt.options import (  # noqa: E402
     PrecisionOptions,
 )
 from hwopt.quant.accuracy import AccuracyBudget, compare  # noqa: E402
-from hwopt.quant.calibration import load_samples  # noqa: E402
 from hwopt.session import create_session, run_session  # noqa: E402
 from hwopt.tune import TuneOptions, tune  # noqa: E402
 

@@ -43,11 +43,7 @@ from hwopt.bench import (
     measure_latency,
 )
 from hwopt.errors import InputSpecError, ModelLoadError, UsageError, one_line
-from hwopt.guard import phase
-from hwopt.hostinfo import HostInfo, host_info
-from hwopt.memory.probe import MeasurementFailed, SessionMemory, measure_session_memory
-from hwopt.model.feedkinds import NOISE, FeedKind, plan_feed_kinds
-from hwopt.model.inputs import (
+from hwopt.feeds.inputs import (
     Dim,
     InputSpec,
     generate_feeds,
@@ -57,6 +53,10 @@ from hwopt.model.inputs import (
     save_npz,
     specs_from_feeds,
 )
+from hwopt.feeds.kinds import NOISE, FeedKind, plan_feed_kinds
+from hwopt.guard import phase
+from hwopt.hostinfo import HostInfo, host_info
+from hwopt.memory.probe import MeasurementFailed, SessionMemory, measure_session_memory
 from hwopt.model.load import load_model
 from hwopt.optimize import versions
 from hwopt.partition import RECORD_ASSIGNMENT, fallback_nodes, provider_assignment

@@ -187,7 +187,7 @@ def _console(quiet: bool = False) -> Console:
 
 def _shapes(items: list[str] | None) -> dict[str, tuple[int, ...]] | None:
     """-s NAME=DxD... (None: none given)."""
-    from hwopt.model.inputs import parse_shape_options
+    from hwopt.feeds.inputs import parse_shape_options
 
     return parse_shape_options(items) if items else None
 

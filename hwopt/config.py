@@ -39,7 +39,7 @@ The keys are those of hwopt.options (each field names its key), applied by hwopt
     [target_options.cuda]                  # options of one target
     cuda_graph = true
 
-    [calibration.image]                    # how images become inputs (hwopt.quant.images.ImageSpec)
+    [calibration.image]                    # how images become inputs (hwopt.feeds.images.ImageSpec)
     size = [224, 224]
     mean = [0.485, 0.456, 0.406]
     std = [0.229, 0.224, 0.225]

@@ -28,7 +28,7 @@ from typing import Any
 import onnx
 import onnxruntime.capi.onnxruntime_pybind11_state as ort_state
 
-from hwopt.model.inputs import InputSpec, declared_shape, resolve_input_specs
+from hwopt.feeds.inputs import InputSpec, declared_shape, resolve_input_specs
 from hwopt.model.load import load_model
 from hwopt.model.shapes import TensorInfo, infer_tensor_info
 from hwopt.model.stats import ModelStats, iter_nodes, model_stats, op_histogram

@@ -36,6 +36,12 @@ import onnxruntime as ort
 from hwopt import progress
 from hwopt.bench import BenchConfig, bench_session_options, measure_latency
 from hwopt.errors import GateFailed, ModelLoadError, PassError, TargetUnavailable, UsageError, one_line
+from hwopt.feeds.inputs import (
+    InputSpec,
+    save_npz,
+    second_batch,
+)
+from hwopt.feeds.sources import calibration_sets, check_inputs
 from hwopt.gates import evaluate
 from hwopt.graph_choice import GraphChoice, applies, choose_graph
 from hwopt.hostinfo import host_info
@@ -50,15 +56,6 @@ from hwopt.memory.settings import (
     choose_settings,
     empty_session_bytes,
     weights_check,
-)
-from hwopt.model.inputs import (
-    InputSpec,
-    generate_feeds,
-    load_feeds,
-    resolve_input_specs,
-    save_npz,
-    second_batch,
-    specs_from_feeds,
 )
 from hwopt.model.load import LoadedModel, load_model
 from hwopt.model.shapes import with_concrete_inputs
@@ -77,9 +74,8 @@ from hwopt.partition import RECORD_ASSIGNMENT, fallback_nodes, provider_assignme
 from hwopt.passes.base import PassContext, PassRecord
 from hwopt.passes.pipeline import NOT_KEPT, Pipeline, PipelineResult
 from hwopt.passes.registry import check_names, resolve
-from hwopt.precision import calibration_sets, run_precision_stage
+from hwopt.precision import run_precision_stage
 from hwopt.quant.accuracy import compare
-from hwopt.quant.calibration import load_samples
 from hwopt.quant.search import FAST_SHIP_RACES, PIPELINE_GRAPH
 from hwopt.report.optimize import (
     Accuracy,
@@ -350,7 +346,7 @@ def check_outcome(report: OptimizeReport, options: OptimizeOptions) -> None:
 def prepare_checks(loaded: LoadedModel, options: OptimizeOptions) -> tuple[Checks, str, str | None]:
     """Feeds for the checks (batch 1, and 2 where the batch is dynamic) and the original's
     outputs on them; also the feeds' source and a note when batch 2 could not run."""
-    specs, feeds, feeds_source = _inputs_and_feeds(loaded, options)
+    specs, feeds, feeds_source = check_inputs(loaded.proto.graph, options)
     try:
         original = ModelRunner(loaded.proto)
         reference = original(feeds)
@@ -379,22 +375,6 @@ def prepare_checks(loaded: LoadedModel, options: OptimizeOptions) -> tuple[Check
     run = Checks(loaded, specs, check_feeds, references, rounding_noise(loaded.proto, check_feeds, references), options,
                  source=source)
     return run, feeds_source, batch_note
-
-
-def _inputs_and_feeds(
-    loaded: LoadedModel, options: OptimizeOptions
-) -> tuple[list[InputSpec], dict[str, np.ndarray], str]:
-    specs = resolve_input_specs(loaded.proto.graph, options.input_shapes)
-    if options.inputs_file is not None:
-        feeds = load_feeds(options.inputs_file, specs)
-        return specs_from_feeds(specs, feeds), feeds, f"user: {options.inputs_file}"
-    if options.precision.calib_path is not None and options.precision.mode in ("auto", "int8"):
-        # Real samples beat generated ones, and models whose symbolic dims have a minimum size
-        # (an STFT's reflect pad) only run on data of the right shape.
-        sample = load_samples(options.precision.calib_path, specs, options.precision.image_spec, limit=1)
-        feeds = sample.samples[0]
-        return specs_from_feeds(specs, feeds), feeds, f"calibration sample: {options.precision.calib_path}"
-    return specs, generate_feeds(specs, options.seed), f"generated (seed {options.seed})"
 
 
 def _choose_passes(target: Target, options: OptimizeOptions) -> list[str]:

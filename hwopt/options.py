@@ -16,9 +16,9 @@ from typing import Any
 
 from hwopt.bench import BenchConfig
 from hwopt.errors import ConfigError, UsageError
+from hwopt.feeds.images import ImageSpec
 from hwopt.gates import Gates
 from hwopt.quant.accuracy import AccuracyBudget
-from hwopt.quant.images import ImageSpec
 from hwopt.quant.variants import CALIBRATION_METHODS
 from hwopt.schema import checked, setting
 

@@ -19,25 +19,12 @@ from typing import Any
 
 import onnx
 
+from hwopt.feeds.inputs import InputSpec
+from hwopt.feeds.sources import calibration_sets
 from hwopt.hostinfo import host_info
-from hwopt.model.inputs import InputSpec
 from hwopt.options import PrecisionOptions
-from hwopt.quant.calibration import SampleSet, generated_samples, load_samples
 from hwopt.quant.search import PrecisionReport, SearchSettings, choose_precision
 from hwopt.session import Providers
-
-DEFAULT_GENERATED_SAMPLES = 16
-
-
-def calibration_sets(options: PrecisionOptions, specs: Sequence[InputSpec], seed: int) -> tuple[SampleSet, SampleSet]:
-    """(calibration samples, held-out samples), never overlapping."""
-    if options.calib_path is not None:
-        limit = options.calib_samples + options.held_out if options.calib_samples else None
-        samples = load_samples(options.calib_path, specs, options.image_spec, limit=limit)
-    else:
-        count = (options.calib_samples or DEFAULT_GENERATED_SAMPLES) + options.held_out
-        samples = generated_samples(specs, count, seed=seed + 1000)
-    return samples.split(options.held_out)
 
 
 def run_precision_stage(

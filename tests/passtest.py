@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from hwopt.model.inputs import generate_feeds, resolve_input_specs
+from hwopt.feeds.inputs import generate_feeds, resolve_input_specs
 from hwopt.passes.base import Pass, PassContext, PassRecord
 from hwopt.passes.pipeline import Pipeline
 from hwopt.verify import run_model

@@ -20,14 +20,10 @@ from onnxruntime.quantization import (
 from PIL import Image
 
 from hwopt.errors import ConfigError, InputSpecError, UsageError
-from hwopt.model.inputs import InputSpec, generate_feeds, resolve_input_specs
-from hwopt.quant.calibration import (
-    SampleReader,
-    SampleSet,
-    generated_samples,
-    load_samples,
-)
-from hwopt.quant.images import ImageSpec, load_image
+from hwopt.feeds.images import ImageSpec, load_image
+from hwopt.feeds.inputs import InputSpec, generate_feeds, resolve_input_specs
+from hwopt.feeds.samples import SampleSet, generated_samples, load_samples
+from hwopt.quant.calibration import SampleReader
 
 CONV_TEXT = """
 <ir_version: 8, opset_import: ["" : 17]>

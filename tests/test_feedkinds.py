@@ -8,8 +8,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from hwopt.model.feedkinds import FeedKind, plan_feed_kinds
-from hwopt.model.inputs import generate_feeds, resolve_input_specs
+from hwopt.feeds.inputs import generate_feeds, resolve_input_specs
+from hwopt.feeds.kinds import FeedKind, plan_feed_kinds
 
 
 def _model(nodes, inputs, outputs, initializers=(), domain_opsets=()) -> onnx.ModelProto:

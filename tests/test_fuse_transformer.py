@@ -13,8 +13,8 @@ import onnxruntime as ort
 import pytest
 from conftest import ROOT, fp32_options, invoke_cli
 
+from hwopt.feeds.inputs import generate_feeds, resolve_input_specs
 from hwopt.graph_choice import SPEED_MARGIN, choose_graph
-from hwopt.model.inputs import generate_feeds, resolve_input_specs
 from hwopt.optimize import optimize
 from hwopt.passes.base import PassContext
 from hwopt.passes.fuse_transformer import detect_attention_shape

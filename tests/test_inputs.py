@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 from hwopt.errors import InputSpecError
-from hwopt.model.inputs import (
+from hwopt.feeds.inputs import (
     generate_feeds,
     load_feeds,
     parse_shape_option,

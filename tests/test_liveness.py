@@ -5,8 +5,8 @@ from __future__ import annotations
 import onnx
 from passtest import make_model
 
+from hwopt.feeds.inputs import resolve_input_specs
 from hwopt.memory.liveness import build_memory_graph, lifetimes, live_bytes_per_step, peak_live_bytes
-from hwopt.model.inputs import resolve_input_specs
 from hwopt.model.shapes import infer_tensor_info
 
 

@@ -10,11 +10,11 @@ import onnx
 from conftest import SAMPLES, fp32_options, save, tiny_conv_model
 from onnx import TensorProto, helper
 
+from hwopt.feeds.inputs import resolve_input_specs
 from hwopt.memory.analysis import analyze_memory
 from hwopt.memory.buffers import Buffer
 from hwopt.memory.planner import MemoryPlan, Placement, check_plan
 from hwopt.memory.probe import measure_session_memory
-from hwopt.model.inputs import resolve_input_specs
 from hwopt.optimize import optimize
 
 

@@ -246,8 +246,8 @@ def test_a_lower_peak_keeps_the_reorder_order_without_a_race() -> None:
 
 
 def test_the_probe_server_measures_what_a_fresh_process_does(tmp_path, monkeypatch) -> None:
+    from hwopt.feeds.inputs import save_npz
     from hwopt.memory.probe import SERVER_ENV, measure_session_memory
-    from hwopt.model.inputs import save_npz
 
     feeds = save_npz(tmp_path / "f.npz", {"input": np.zeros((1, 3, 96, 96), np.float32)})
     providers = [{"name": "CPUExecutionProvider", "options": {}}]

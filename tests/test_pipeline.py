@@ -9,7 +9,7 @@ from conftest import tiny_conv_model
 from passtest import make_model
 
 from hwopt.errors import UsageError
-from hwopt.model.inputs import generate_feeds, resolve_input_specs, second_batch
+from hwopt.feeds.inputs import generate_feeds, resolve_input_specs, second_batch
 from hwopt.passes.base import BIT_EXACT, Pass, PassContext, PassResult
 from hwopt.passes.pipeline import APPLIED, ROLLED_BACK, SKIPPED, UNCHANGED, Pipeline
 from hwopt.passes.registry import resolve

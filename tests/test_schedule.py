@@ -9,9 +9,9 @@ from conftest import SAMPLES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hwopt.feeds.inputs import resolve_input_specs
 from hwopt.memory.liveness import MemoryGraph, build_memory_graph, peak_live_bytes
 from hwopt.memory.schedule import best_schedule, cut_nodes, schedule_greedy, schedule_segmented
-from hwopt.model.inputs import resolve_input_specs
 from hwopt.model.shapes import infer_tensor_info
 
 

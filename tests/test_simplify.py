@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import tiny_conv_model
 
-from hwopt.model.inputs import generate_feeds, resolve_input_specs
+from hwopt.feeds.inputs import generate_feeds, resolve_input_specs
 from hwopt.passes.base import PassContext
 from hwopt.passes.pipeline import APPLIED, Pipeline
 from hwopt.passes.registry import resolve

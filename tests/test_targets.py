@@ -165,7 +165,7 @@ def test_several_targets_one_run_one_comparing_report(tmp_path: Path) -> None:
 ])
 def test_finalize_returns_what_it_decides_and_leaves_the_target_alone(tmp_path: Path, name, options, precision,
                                                                        expect) -> None:
-    from hwopt.model.inputs import resolve_input_specs
+    from hwopt.feeds.inputs import resolve_input_specs
     from hwopt.targets import BuildContext
 
     target = get_target(name, options)

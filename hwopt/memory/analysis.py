@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import onnx
 
+from hwopt.feeds.inputs import InputSpec
 from hwopt.memory.liveness import build_memory_graph, lifetimes, peak_live_bytes
 from hwopt.memory.planner import DEFAULT_ALIGNMENT, MemoryPlan, lower_bound, naive_bytes, plan_memory
-from hwopt.model.inputs import InputSpec
 from hwopt.model.shapes import infer_tensor_info
 
 MEMORY_PLAN_SCHEMA = "hwopt.memory_plan/1"

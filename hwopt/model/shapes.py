@@ -23,8 +23,8 @@ import onnx
 from onnx import helper
 
 from hwopt.errors import ModelLoadError, one_line
+from hwopt.feeds.inputs import InputSpec
 from hwopt.guard import phase
-from hwopt.model.inputs import InputSpec
 from hwopt.output import inside, quiet_logger
 
 

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import onnx_ir as ir
 
-from hwopt.model.inputs import InputSpec
+from hwopt.feeds.inputs import InputSpec
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ fixed, so the cpu and GPU pipelines drop such inputs first, as onnxruntime's
 ``remove_initializer_from_input`` tool does (onnx-ir's ``RemoveInitializersFromInputsPass``),
 raise the IR version to 4 where it was lower (the first version that allows an initializer that
 is not an input), and let the folds that follow treat the weights as constants. Feeds never
-included them (hwopt.model.inputs.graph_inputs), so the outputs are unchanged bit for bit.
+included them (hwopt.feeds.inputs.graph_inputs), so the outputs are unchanged bit for bit.
 
 Opt out with ``--skip-pass drop_initializer_inputs`` when a build must keep the weights
 overridable.

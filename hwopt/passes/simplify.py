@@ -20,8 +20,8 @@ from __future__ import annotations
 import onnx_ir as ir
 import onnxsim
 
+from hwopt.feeds.inputs import graph_inputs
 from hwopt.guard import phase
-from hwopt.model.inputs import graph_inputs
 from hwopt.passes.base import Pass, PassContext, PassResult
 from hwopt.passes.registry import register
 

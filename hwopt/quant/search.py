@@ -29,7 +29,7 @@ that data: without real samples (``--calib DIR``) it is not a candidate unless t
 with ``--calib generated``. It is still measured for speed, briefly, so that the report can say
 what it would gain and the one flag that unlocks it. Dynamic INT8 computes its scales from each
 input at run time; its accuracy is judged on the held-out samples, which without ``--calib`` are
-generated from the graph (token ids spread over their table, masks ones: hwopt.model.feedkinds).
+generated from the graph (token ids spread over their table, masks ones: hwopt.feeds.kinds).
 
 Every variant tried is recorded with its latency ratio, accuracy and size, and why it was
 kept or dropped.
@@ -52,9 +52,9 @@ import onnx
 from hwopt import progress
 from hwopt.bench import bench_session_options, race_sessions
 from hwopt.errors import one_line
+from hwopt.feeds.samples import SampleSet
 from hwopt.hostinfo import HostInfo
 from hwopt.quant.accuracy import AccuracyBudget, AccuracyResult, compare
-from hwopt.quant.calibration import SampleSet
 from hwopt.quant.sensitivity import rank_nodes, tensor_sqnr
 from hwopt.quant.variants import CALIBRATION_METHODS, QuantConfig, QuantizationFailed, Quantizer
 from hwopt.session import ORT_ERRORS, Providers, create_session, run_session

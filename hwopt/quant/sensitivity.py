@@ -21,8 +21,9 @@ from onnxruntime.quantization.qdq_loss_debug import (
     modify_model_output_intermediate_tensors,
 )
 
+from hwopt.feeds.samples import SampleSet
 from hwopt.output import inside
-from hwopt.quant.calibration import SampleReader, SampleSet
+from hwopt.quant.calibration import SampleReader
 
 # How many unmeasured nodes back a unit reaches for the tensors its node reads.
 UNMEASURED_DEPTH = 3

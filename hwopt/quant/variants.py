@@ -31,9 +31,10 @@ from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, 
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from hwopt.errors import one_line
+from hwopt.feeds.samples import SampleSet
 from hwopt.guard import phase
 from hwopt.output import inside, quiet_logger
-from hwopt.quant.calibration import SampleReader, SampleSet
+from hwopt.quant.calibration import SampleReader
 
 _CALIBRATION_CACHE = "calibration_cache_path" in inspect.signature(quantize_static).parameters
 

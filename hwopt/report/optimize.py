@@ -11,13 +11,13 @@ import dataclasses
 from typing import Any
 
 from hwopt.bench import LatencyStats
+from hwopt.feeds.inputs import InputSpec
 from hwopt.gates import GateResult
 from hwopt.graph_choice import GraphChoice
 from hwopt.hostinfo import HostInfo
 from hwopt.memory.analysis import MemoryAnalysis
 from hwopt.memory.probe import SessionMemory
 from hwopt.memory.settings import Floor, MemoryChoice
-from hwopt.model.inputs import InputSpec
 from hwopt.model.stats import ModelStats
 from hwopt.passes.base import PassRecord
 from hwopt.progress import PhaseTime

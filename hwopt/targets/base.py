@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 import numpy as np
 import onnx
 
+from hwopt.feeds.inputs import InputSpec
 from hwopt.memory.settings import MemorySetting
-from hwopt.model.inputs import InputSpec
 from hwopt.session import Providers, default_session_options
 
 

@@ -40,9 +40,9 @@ import onnx
 from hwopt import guard, schema
 from hwopt.bench import BenchConfig, LatencyStats, bench_session_options, measure_latency
 from hwopt.errors import OutputError, TargetUnavailable, UsageError, one_line
+from hwopt.feeds.inputs import save_npz
 from hwopt.memory.analysis import analyze_memory
 from hwopt.memory.probe import MeasurementFailed, measure_session_memory
-from hwopt.model.inputs import save_npz
 from hwopt.model.load import load_model
 from hwopt.optimize import (
     INT8_VARIANTS,

@@ -10,7 +10,7 @@ and benchmark needs concrete shapes, so hwopt resolves them once, in this order:
    is a guess the user should see.
 
 Feeds are then either the user's (``.npy``/``.npz``) or generated deterministically from a seed,
-each input as its :class:`~hwopt.model.feedkinds.FeedKind` says (token ids spread over the
+each input as its :class:`~hwopt.feeds.kinds.FeedKind` says (token ids spread over the
 table they index, masks all ones, ...: read from the graph when the specs are resolved).
 Generated feeds prove that outputs did not change, not that a model is accurate on real data.
 """
@@ -29,8 +29,8 @@ import onnx
 from onnx import helper
 
 from hwopt.errors import InputSpecError
+from hwopt.feeds.kinds import NOISE, FeedKind, plan_feed_kinds
 from hwopt.guard import env_megabytes
-from hwopt.model.feedkinds import NOISE, FeedKind, plan_feed_kinds
 
 DEFAULT_DIM = 1
 FEED_LIMIT_ENV = "HWOPT_MAX_FEED_MB"
