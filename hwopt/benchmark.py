@@ -58,7 +58,6 @@ from hwopt.guard import phase
 from hwopt.hostinfo import HostInfo, host_info
 from hwopt.memory.probe import MeasurementFailed, SessionMemory, measure_session_memory
 from hwopt.model.load import load_model
-from hwopt.optimize import versions
 from hwopt.partition import RECORD_ASSIGNMENT, fallback_nodes, provider_assignment
 from hwopt.progress import PhaseTime
 from hwopt.report.render import Document, Table, fmt_bytes, fmt_ms, fmt_ratio, timing_table
@@ -71,6 +70,7 @@ from hwopt.session import (
     physical_cores,
     resolve_provider_paths,
 )
+from hwopt.stages.files import versions
 from hwopt.targets.base import Availability
 from hwopt.targets.providers import provider_availability
 

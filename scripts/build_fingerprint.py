@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ["mobilenetv2_tiny", "resnext_tiny", "shufflenet_tiny", "inception_tiny", "transformer_tiny"]
 CNN_CONFIG = ROOT / "configs" / "sample-cnn.toml"
+FIXED = Path(tempfile.gettempdir()) / "hwopt-fingerprint"
 
 # name -> extra flags; every run also gets --no-bench --no-memory-search --json. The CPU's INT8
 # search is left out: which variant wins is a race. TensorRT's INT8 build is a calibration table,
@@ -58,12 +61,22 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _inputs(folder: Path) -> None:
+    """The sample models, the CNN config and its photos at a fixed path: the reports and
+    build.json name them, and two checkouts sit at different paths."""
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(ROOT / "sample_models", folder / "sample_models", ignore=shutil.ignore_patterns("*.py"))
+    (folder / "configs").mkdir()
+    shutil.copy(CNN_CONFIG, folder / "configs" / CNN_CONFIG.name)
+
+
 def _run(model: str, flags: list[str], out: Path) -> dict:
-    cmd = [sys.executable, "-m", "hwopt", "optimize", str(ROOT / "sample_models" / f"{model}.onnx"),
+    cmd = [sys.executable, "-m", "hwopt", "optimize", str(FIXED / "sample_models" / f"{model}.onnx"),
            "-o", str(out), "--no-bench", "--no-memory-search", "--json", *flags]
     if "int8" in flags:
-        cmd += ["--calib", "generated"] if model == "transformer_tiny" else ["--config", str(CNN_CONFIG)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
+        cmd += ["--calib", "generated"] if model == "transformer_tiny" else ["--config", str(FIXED / "configs" / CNN_CONFIG.name)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's hwopt, run from the fixed folder
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=FIXED, env=env, check=False)
     report = json.loads(proc.stdout) if proc.stdout.strip() else {"stderr": proc.stderr[-2000:]}
     files = {str(p.relative_to(out)): _sha256(p) for p in sorted(out.rglob("*"))
              if p.is_file() and p.name not in ("report.json", "report.md")}
@@ -72,6 +85,7 @@ def _run(model: str, flags: list[str], out: Path) -> dict:
 
 def fingerprint() -> dict:
     result = {}
+    _inputs(FIXED)
     with tempfile.TemporaryDirectory() as tmp:
         for model in MODELS:
             for name, flags in RUNS.items():

@@ -156,7 +156,7 @@ def test_a_build_whose_weights_measure_better_apart_ships_them_apart(tmp_path, m
     """The plumbing of a weights file the check chose (forced here: the sample models are too
     small for it to pay): the manifest lists it, and runtime.load verifies and runs it."""
     import hwopt.memory.settings as settings
-    import hwopt.optimize as optimize_module
+    import hwopt.stages.memory as optimize_module
 
     monkeypatch.setattr(optimize_module, "WEIGHTS_FILE_MIN", 0)
     monkeypatch.setattr(settings, "WEIGHTS_TIE", -10.0)

@@ -114,8 +114,8 @@ def test_cli_shows_phases_on_a_terminal_and_nothing_off_one(tmp_path: Path) -> N
 
 def test_fast_bounds_the_search_and_says_what_it_left_out(tmp_path: Path) -> None:
     from hwopt.bench import BenchConfig
-    from hwopt.optimize import FAST_MEMORY_SETTINGS
     from hwopt.options import OptimizeOptions
+    from hwopt.stages.memory import FAST_MEMORY_SETTINGS
 
     options = OptimizeOptions(output_dir=tmp_path / "b", fast=True, bench=BenchConfig(target_seconds=2.0))
     assert options.race_seconds < 0.5 and options.bench_config.target_seconds == 0.5

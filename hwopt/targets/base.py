@@ -79,7 +79,7 @@ class Target(abc.ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     default_passes: ClassVar[tuple[str, ...]]
-    # Precisions the target can build besides fp32, chosen by measurement (hwopt.precision).
+    # Precisions the target can build besides fp32, chosen by measurement (hwopt.stages.precision).
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     # The static INT8 formats the precision search races on the target's own provider, which
     # runs its variants; empty where INT8 is the provider's own business (TensorRT builds its

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from hwopt.hostinfo import host_info
-from hwopt.optimize import versions
 from hwopt.output import MANIFEST, REPORT_JSON, write_bytes_atomic, write_json_atomic, write_text_atomic
 from hwopt.report.render import Document, Table, fmt_bytes, fmt_ms, fmt_ratio, render_markdown
+from hwopt.stages.files import versions
 from hwopt.tune.search import ANCHOR, CACHE_DIR, RESULTS_FILE, Candidate, Tuner
 from hwopt.tune.space import HWOPT, TARGET_DEFAULTS
 

@@ -44,16 +44,8 @@ from hwopt.feeds.inputs import save_npz
 from hwopt.memory.analysis import analyze_memory
 from hwopt.memory.probe import MeasurementFailed, measure_session_memory
 from hwopt.model.load import load_model
-from hwopt.optimize import (
-    INT8_VARIANTS,
-    MEMORY_PLAN,
-    MODEL_FILE,
-    OptimizeOptions,
-    optimize,
-    prepare_checks,
-    session_options_for,
-    versions,
-)
+from hwopt.optimize import optimize
+from hwopt.options import OptimizeOptions
 from hwopt.output import (
     MANIFEST,
     REPORT_JSON,
@@ -65,6 +57,8 @@ from hwopt.output import (
 )
 from hwopt.quant.accuracy import AccuracyBudget, AccuracyResult, compare
 from hwopt.session import ORT_ERRORS, create_session
+from hwopt.stages.context import prepare_run, session_options_for
+from hwopt.stages.files import INT8_VARIANTS, MEMORY_PLAN, MODEL_FILE, versions
 from hwopt.targets import get_target
 from hwopt.targets.base import Target
 from hwopt.tune.space import (
@@ -233,7 +227,7 @@ class Tuner:
         opts.base.precision.validate()
         self.loaded = load_model(self.model_path)
         base = dataclasses.replace(opts.base, targets=(self.target.name,), measure=False)
-        self.checks, self.feeds_source, _ = prepare_checks(self.loaded, base)
+        self.checks, self.feeds_source, _ = prepare_run(self.loaded, base)
         self.out_dir = prepare_output_dir(
             opts.output_dir or Path.cwd() / f"{self.model_path.stem}.tune",
             protected=[self.model_path, *(self.model_path.parent / f for f in self.loaded.external_files)],
