@@ -6,7 +6,9 @@ and trades a few private attributes with them. It also reads each rule's target 
 ``RewriteRule`` keeps in a private attribute, to skip rules whose operators a model lacks.
 onnxscript is 0.x and may rename any of these in a minor release, without a deprecation.
 Everything private is imported or read here, so an upgrade has one file to check, and
-``tests/test_upstream.py`` checks every name listed below.
+``tests/test_upstream.py`` checks every name listed below, and that no other module uses a
+private name of onnx, onnx-ir, onnxruntime, onnxscript or onnxsim (the one exception left,
+OpenVINO's device list in hwopt/targets/providers.py, is listed there).
 
 Checked against onnxscript 0.7.2 (with onnx-ir 1.1.0, onnx 1.23, onnxruntime 1.32): pyproject.toml
 bounds onnxscript below the next minor version. What each name is for, and what breaks without it:
@@ -16,8 +18,9 @@ bounds onnxscript below the next minor version. What each name is for, and what 
   remove_noops, simplify_shape_ops, fold_batchnorm, fold_pad, fuse_activations and
   matmul_add_to_gemm subclass or call them. A module or class that moved makes importing this
   module raise :class:`~hwopt.errors.UpstreamAPIChanged`, so no pass loads.
-* ``RewriteRule._target_pattern`` (with the pattern's ``output_nodes`` and their ops): the rule
-  filter of ``hwopt.passes.rewrite``. Without it every rule would be tried at every node, the
+* ``RewriteRule._target_pattern`` (with the pattern's ``output_nodes`` and their ops, which
+  commuted copies of a pattern keep as ``_pattern_ir.StringConstantPattern``): the rule filter
+  of ``hwopt.passes.rewrite``. Without it every rule would be tried at every node, the
   difference between seconds and minutes on a 10,000-node graph; :func:`rule_output_ops` raises
   ``UpstreamAPIChanged`` instead of letting the filter stop filtering, and the pipeline rolls
   the rewrite passes back with that reason.
@@ -28,8 +31,9 @@ bounds onnxscript below the next minor version. What each name is for, and what 
 * ``TransposeTranspose._apply_transposes``: the permutation the rewrite will write, which
   simplify_shape_ops' check needs first (:func:`composed_permutation`).
 
-The two attributes that are written are only caught by the behaviour tests (an opset 10 Pad in
-tests/test_fold_pad.py, name clashes in tests/test_simplify_shape_ops.py): a write cannot fail.
+A write cannot fail: that onnxscript still reads the two attributes hwopt writes is checked by
+tests/test_upstream.py only (an opset 10 Pad into a Conv; a Reshape pair whose shape's default
+name is taken).
 
 To widen the bound to a new onnxscript version: install it, run ``tests/test_upstream.py`` (the
 bounds, every rule's operator filter, each reused rule on a model it must rewrite) and the
@@ -66,6 +70,7 @@ def _changed(package: str, what: str) -> UpstreamAPIChanged:
 
 
 try:
+    from onnxscript.rewriter._pattern_ir import StringConstantPattern
     from onnxscript.rewriter.rules.common._basic_rules import (
         CastIdentity,
         ReshapeReshape,
@@ -117,20 +122,27 @@ def rule_output_ops(rule: RewriteRule) -> frozenset[tuple[str, str]] | None:
     None when one of them is not a fixed operator (any op, or a domain prefix), so that the
     rule can match wherever. Raises UpstreamAPIChanged when the pattern cannot be read."""
     try:
-        identifiers = [node.op_identifier() for node in rule._target_pattern.output_nodes]
-    except AttributeError as exc:
+        ops = [_node_op(node) for node in rule._target_pattern.output_nodes]
+    except (AttributeError, TypeError, IndexError) as exc:
         raise _changed("onnxscript", f"has no readable RewriteRule._target_pattern ({exc})") from exc
-    if not identifiers:
+    if not ops:
         raise _changed("onnxscript", f"gives rule {rule.name!r} a target pattern without output nodes")
-    if any(identifier is None for identifier in identifiers):
+    if None in ops:
         return None
-    ops = set()
-    for identifier in identifiers:
-        # (domain, op_type, overload)
-        if not (isinstance(identifier, tuple) and all(isinstance(part, str) for part in identifier[:2])):
-            raise _changed("onnxscript", f"identifies pattern nodes by {identifier!r}, not (domain, op_type, ...)")
-        ops.add((identifier[0], identifier[1]))
+    if not all(isinstance(part, str) for op in ops for part in op):
+        raise _changed("onnxscript", f"identifies pattern nodes by {ops!r}, not by strings")
     return frozenset(ops)
+
+
+def _node_op(node) -> tuple[str, str] | None:
+    identifier = node.op_identifier()  # (domain, op_type, overload) when both are fixed strings
+    if identifier is not None:
+        return identifier[0], identifier[1]
+    # A commuted copy of a pattern (RewriteRule.commute: Add(c, x) for Add(x, c)) keeps its
+    # ops as StringConstantPatterns, for which NodePattern records no identifier.
+    if isinstance(node.domain, StringConstantPattern) and isinstance(node.op, StringConstantPattern):
+        return node.domain.value(), node.op.value()
+    return None
 
 
 def set_conv_pad_pads(rule: FuseConvPad, pads: Sequence[int]) -> None:
