@@ -91,7 +91,7 @@ try:
         TransBMatMulAddToGemm,
     )
 except ImportError as exc:  # a moved module (ModuleNotFoundError) or a renamed class
-    raise _changed("onnxscript", f"moved a rule hwopt reuses ({exc})") from exc
+    raise _changed("onnxscript", f"moved or renamed a name hwopt imports ({exc})") from exc
 
 __all__ = [
     "CHECKED_AGAINST",
