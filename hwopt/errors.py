@@ -70,6 +70,13 @@ class TargetUnavailable(HwoptError):
     exit_code = EXIT_TARGET_UNAVAILABLE
 
 
+class UpstreamAPIChanged(HwoptError):
+    """An installed dependency no longer has a private API hwopt relies on (a version outside the
+    range pyproject.toml allows; hwopt.passes.upstream lists what is relied on)."""
+
+    exit_code = EXIT_INTERNAL
+
+
 class RuntimeMismatch(HwoptError):
     """A build was made for another onnxruntime version or provider set than this host has."""
 

@@ -26,8 +26,8 @@ from collections.abc import Sequence
 import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter import MatchResult, RewriteRule, RewriteRuleClassBase
-from onnxscript.rewriter.rules.common import _fuse_batchnorm as onnxscript_bn
 
+from hwopt.passes import upstream
 from hwopt.passes.base import PassContext
 from hwopt.passes.registry import register
 from hwopt.passes.rewrite import RewriteRulePass
@@ -60,15 +60,15 @@ class _InferenceOnly:
         return super().check(context, x, inbound_out, batchnorm_out)
 
 
-class FoldBatchNormIntoConv(_InferenceOnly, onnxscript_bn.FuseBatchNormIntoConv):
+class FoldBatchNormIntoConv(_InferenceOnly, upstream.FuseBatchNormIntoConv):
     pass
 
 
-class FoldBatchNormIntoConvTranspose(_InferenceOnly, onnxscript_bn.FuseBatchNormIntoConvTranspose):
+class FoldBatchNormIntoConvTranspose(_InferenceOnly, upstream.FuseBatchNormIntoConvTranspose):
     pass
 
 
-class FoldBatchNormIntoGemm(_InferenceOnly, onnxscript_bn.FuseBatchNormIntoGemm):
+class FoldBatchNormIntoGemm(_InferenceOnly, upstream.FuseBatchNormIntoGemm):
     pass
 
 

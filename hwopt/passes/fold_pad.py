@@ -46,8 +46,8 @@ from collections.abc import Sequence
 import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter import MatchResult, RewriteRule, RewriteRuleClassBase
-from onnxscript.rewriter.rules.common import _fuse_pad_into_conv as onnxscript_pad
 
+from hwopt.passes import upstream
 from hwopt.passes.base import PassContext
 from hwopt.passes.registry import register
 from hwopt.passes.rewrite import RewriteRulePass
@@ -116,7 +116,7 @@ def _read_constant_pad(pad: ir.Node, rank: int) -> _ConstantPad | str:
             axes = [int(a) % rank for a in axes_array.reshape(-1)]
             if pads_array.size != 2 * len(axes):
                 return f"Pad '{label(pad)}' has {pads_array.size} pads for {len(axes)} axes"
-            pads = onnxscript_pad.fill_pads_with_axes(pads_array.reshape(-1).tolist(), axes, rank)
+            pads = upstream.fill_pads_with_axes(pads_array.reshape(-1).tolist(), axes, rank)
     if len(pads) != 2 * rank:
         return f"Pad '{label(pad)}' has {len(pads)} pads for an input of rank {rank}"
     pads = [int(p) for p in pads]
@@ -131,7 +131,7 @@ def _read_constant_pad(pad: ir.Node, rank: int) -> _ConstantPad | str:
 
 
 
-class FoldPadIntoConv(onnxscript_pad.FuseConvPad):
+class FoldPadIntoConv(upstream.FuseConvPad):
     """``Conv(Pad(x, p, 0))`` -> ``Conv(x, pads + p)``: onnxscript's pattern and rewrite, with
     a check that also reads opset < 11 Pads (attributes) and says why it declines."""
 
@@ -155,8 +155,8 @@ class FoldPadIntoConv(onnxscript_pad.FuseConvPad):
                 f"Conv '{label(conv_node)}' has auto_pad={auto_pad}; only explicit pads "
                 "(auto_pad=NOTSET) can absorb a Pad"
             )
-        # onnxscript's rewrite reads the Pad's pads, over all axes, from here.
-        self._pads_list = list(spec.pads)
+        # onnxscript's rewrite reads the Pad's pads, over all axes, from what check leaves.
+        upstream.set_conv_pad_pads(self, spec.pads)
         return result
 
 

@@ -75,8 +75,8 @@ import onnx_ir as ir
 from onnx_ir.passes.common import ShapeInferencePass
 from onnxscript.rewriter import MatchResult, RewriteRule, RewriteRuleClassBase
 from onnxscript.rewriter.pattern import OrValue
-from onnxscript.rewriter.rules.common import _fuse_relus_clips as onnxscript_clips
 
+from hwopt.passes import upstream
 from hwopt.passes.base import PassContext, default_opset
 from hwopt.passes.registry import register
 from hwopt.passes.rewrite import RewriteRulePass
@@ -679,7 +679,7 @@ class FuseActivations(RewriteRulePass):
                 for swapped in (False, True)
             ]
         if ops & {"Relu", "Clip", "Min", "Max"}:
-            rules.append(onnxscript_clips.FuseSuccessiveRelu.rule())
+            rules.append(upstream.FuseSuccessiveRelu.rule())
             rules += [
                 MergeClamps.rule(opset, names, outer=outer, inner=inner)
                 for outer, inner in (("Clip", "Clip"), ("Clip", "Relu"), ("Relu", "Clip"))

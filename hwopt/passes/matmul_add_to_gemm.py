@@ -31,8 +31,8 @@ from collections.abc import Sequence
 
 import onnx_ir as ir
 from onnxscript.rewriter import MatchResult, RewriteRule
-from onnxscript.rewriter.rules.common import _matmul_add_to_gemm as onnxscript_gemm
 
+from hwopt.passes import upstream
 from hwopt.passes.base import PassContext, default_opset
 from hwopt.passes.registry import register
 from hwopt.passes.rewrite import RewriteRulePass
@@ -94,19 +94,19 @@ class _GemmShapesFit:
         return super().check(context, input_a=input_a, input_b=input_b, input_c=input_c, **kwargs)
 
 
-class FuseMatMulAdd(_GemmShapesFit, onnxscript_gemm.MatMulAddToGemm):
+class FuseMatMulAdd(_GemmShapesFit, upstream.MatMulAddToGemm):
     """``Add(MatMul(A, B), C)`` -> ``Gemm(A, B, C)``."""
 
 
-class FuseTransposeAMatMulAdd(_GemmShapesFit, onnxscript_gemm.TransAMatMulAddToGemm):
+class FuseTransposeAMatMulAdd(_GemmShapesFit, upstream.TransAMatMulAddToGemm):
     """``Add(MatMul(Transpose(A), B), C)`` -> ``Gemm(A, B, C, transA=1)``."""
 
 
-class FuseTransposeBMatMulAdd(_GemmShapesFit, onnxscript_gemm.TransBMatMulAddToGemm):
+class FuseTransposeBMatMulAdd(_GemmShapesFit, upstream.TransBMatMulAddToGemm):
     """``Add(MatMul(A, Transpose(B)), C)`` -> ``Gemm(A, B, C, transB=1)``."""
 
 
-class FuseTransposeABMatMulAdd(_GemmShapesFit, onnxscript_gemm.TransABMatMulAddToGemm):
+class FuseTransposeABMatMulAdd(_GemmShapesFit, upstream.TransABMatMulAddToGemm):
     """``Add(MatMul(Transpose(A), Transpose(B)), C)`` -> ``Gemm(A, B, C, transA=1, transB=1)``."""
 
 

@@ -46,8 +46,8 @@ from collections.abc import Sequence
 import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter import MatchResult, RewriteRule, RewriteRuleClassBase
-from onnxscript.rewriter.rules.common import _basic_rules as onnxscript_basic
 
+from hwopt.passes import upstream
 from hwopt.passes.base import PassContext, PassResult
 from hwopt.passes.registry import register
 from hwopt.passes.rewiring import eliminate_identities, remove_unused_nodes, rename_blocker
@@ -101,11 +101,11 @@ class _OnnxscriptNoOp:
         return _keep_name(context.root, x, context.output_values[0])
 
 
-class RemoveIdentityCast(_OnnxscriptNoOp, onnxscript_basic.CastIdentity):
+class RemoveIdentityCast(_OnnxscriptNoOp, upstream.CastIdentity):
     pass
 
 
-class RemoveIdentityTranspose(_OnnxscriptNoOp, onnxscript_basic.TransposeIdentity):
+class RemoveIdentityTranspose(_OnnxscriptNoOp, upstream.TransposeIdentity):
     pass
 
 

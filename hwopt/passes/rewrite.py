@@ -28,6 +28,7 @@ from onnxscript.rewriter import (
     RewriteRuleSet,
 )
 
+from hwopt.passes import upstream
 from hwopt.passes.base import Declined, Pass, PassContext, PassResult
 
 NOT_APPLICABLE = "not applicable"
@@ -133,18 +134,11 @@ def applicable(rules: Sequence[RewriteRule], model: ir.Model) -> list[RewriteRul
 
 def _required_ops(rule: RewriteRule) -> set[tuple[str, str]]:
     """The operators of the pattern's output nodes, which every match contains. (Inner nodes
-    may be alternatives of an OrValue, so they are not all required.) The target pattern is
-    not public API: a rule whose pattern cannot be read requires nothing, and is kept."""
-    required: set[tuple[str, str]] = set()
-    try:
-        for node in rule._target_pattern.output_nodes:
-            identifier = node.op_identifier()
-            if identifier is None or not all(isinstance(part, str) for part in identifier[:2]):
-                return set()
-            required.add((_domain(identifier[0]), identifier[1]))
-    except (AttributeError, TypeError):
-        return set()
-    return required
+    may be alternatives of an OrValue, so they are not all required.) A rule whose output node
+    is not one fixed operator requires nothing, and is kept. The pattern is not public API:
+    hwopt.passes.upstream reads it, and raises when it cannot."""
+    ops = upstream.rule_output_ops(rule)
+    return set() if ops is None else {(_domain(domain), op_type) for domain, op_type in ops}
 
 
 def _domain(domain: str) -> str:

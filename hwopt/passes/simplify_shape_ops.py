@@ -56,8 +56,8 @@ from collections.abc import Sequence
 import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter import MatchResult, RewriteRule, RewriteRuleClassBase
-from onnxscript.rewriter.rules.common import _basic_rules as onnxscript_basic
 
+from hwopt.passes import upstream
 from hwopt.passes.base import PassContext, PassResult, default_opset
 from hwopt.passes.registry import register
 from hwopt.passes.remove_noops import slice_params
@@ -89,7 +89,7 @@ def _sole_use(outer: ir.Node, inner_out: ir.Value) -> MatchResult:
     return MatchResult()
 
 
-class CollapseTransposes(onnxscript_basic.TransposeTranspose):
+class CollapseTransposes(upstream.TransposeTranspose):
     def __init__(self) -> None:
         # The inner Transpose is left to dead-code elimination, so that one with other uses
         # reaches check and is reported.
@@ -102,7 +102,7 @@ class CollapseTransposes(onnxscript_basic.TransposeTranspose):
             return result
         if not super().check(context, x, perm1, perm2):
             return _fail(f"{describe(outer)} not collapsed: a permutation is a reference attribute")
-        composed = self._apply_transposes([perm1.as_ints(), perm2.as_ints()])
+        composed = upstream.composed_permutation(self, [perm1.as_ints(), perm2.as_ints()])
         if composed == list(range(len(composed))):
             reason = rename_blocker(x, context.output_values[0])
             if reason is not None:
@@ -123,19 +123,20 @@ class _CollapseIntoReshape:
         result = _sole_use(outer, inner_out)
         if not result:
             return result
-        result = onnxscript_basic.ReshapeReshape.check(self, context, x, None, shape)
+        result = upstream.ReshapeReshape.check(self, context, x, None, shape)
         if not result:
             return _fail(
                 f"{describe(outer)} not collapsed into {describe(inner_out.producer())}: "
                 f"{result.reason}"
             )
-        self._new_shape_name = initializer_name(context, self._new_shape_name)
-        if self._new_shape_name is None:
+        name = initializer_name(context, upstream.reshape_shape_name(self))
+        upstream.set_reshape_shape_name(self, name)
+        if name is None:
             return _in_function(outer)
         return result
 
 
-class CollapseReshapes(_CollapseIntoReshape, onnxscript_basic.ReshapeReshape):
+class CollapseReshapes(_CollapseIntoReshape, upstream.ReshapeReshape):
     def __init__(self) -> None:
         super().__init__(remove_nodes=False)
 
@@ -143,7 +144,7 @@ class CollapseReshapes(_CollapseIntoReshape, onnxscript_basic.ReshapeReshape):
         return self._check_outer_reshape(context, x, shape)
 
 
-class CollapseFlattenReshape(_CollapseIntoReshape, onnxscript_basic.ReshapeReshape):
+class CollapseFlattenReshape(_CollapseIntoReshape, upstream.ReshapeReshape):
     def __init__(self) -> None:
         super().__init__(remove_nodes=False)
 
