@@ -72,7 +72,7 @@ class TargetUnavailable(HwoptError):
 
 class UpstreamAPIChanged(HwoptError):
     """An installed dependency no longer has a private API hwopt relies on (a version outside the
-    range pyproject.toml allows; hwopt.passes.upstream lists what is relied on)."""
+    range pyproject.toml allows; hwopt.upstream lists what is relied on)."""
 
     exit_code = EXIT_INTERNAL
 

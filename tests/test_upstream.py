@@ -1,4 +1,4 @@
-"""The private upstream names hwopt relies on (hwopt/passes/upstream.py) are there and do what
+"""The private upstream names hwopt relies on (hwopt/upstream.py) are there and do what
 hwopt needs: the installed versions lie within pyproject.toml's bounds; no other module reaches
 into a library's private names; every rewrite rule's operator filter finds operators of its
 pattern, and fails loudly when it cannot read the pattern; each rule reused from onnxscript
@@ -26,8 +26,8 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 from passtest import make_model, run_pass
 
+from hwopt import upstream
 from hwopt.errors import UpstreamAPIChanged
-from hwopt.passes import upstream
 from hwopt.passes.base import PassContext
 from hwopt.passes.fold_batchnorm import FoldBatchNorm
 from hwopt.passes.fold_pad import FoldPad
@@ -44,14 +44,10 @@ if sys.version_info >= (3, 11):
 else:  # hwopt depends on tomli below 3.11
     import tomli as tomllib
 
-# The libraries whose private names only hwopt/passes/upstream.py may use.
+# The libraries whose private names only hwopt/upstream.py may use.
 UPSTREAM_PACKAGES = ("onnx", "onnx_ir", "onnxruntime", "onnxscript", "onnxsim")
-# Private names used elsewhere, each with the reason it is not in the upstream module yet.
-KNOWN_ELSEWHERE = {
-    # onnxruntime-openvino lists OpenVINO's devices only there; the function returns [] when
-    # the import fails. hwopt/targets/ was out of scope of the change that made the module.
-    ("hwopt/targets/providers.py", "onnxruntime.capi._pybind_state"),
-}
+# Private names used elsewhere, each with the reason it is not in the upstream module (none).
+KNOWN_ELSEWHERE: set[tuple[str, str]] = set()
 
 
 def _requirements() -> dict[str, Requirement]:
@@ -69,13 +65,13 @@ def test_installed_version_is_within_pyproject_bounds(package: str) -> None:
     checked = upstream.CHECKED_AGAINST[package]
     assert bounds.contains(checked, prereleases=True), (
         f"pyproject.toml allows {package}{bounds}, which leaves out {checked}, the version "
-        "hwopt/passes/upstream.py says it was checked against"
+        "hwopt/upstream.py says it was checked against"
     )
     installed = metadata.version(package)
     assert bounds.contains(installed, prereleases=True), (
         f"{package} {installed} is installed, but pyproject.toml allows {package}{bounds} only: "
         "hwopt uses private names of it that other versions may not have. To widen the bound, "
-        "follow hwopt/passes/upstream.py's docstring on this version."
+        "follow hwopt/upstream.py's docstring on this version."
     )
 
 
@@ -133,13 +129,13 @@ def _defined_private_names() -> set[str]:
 
 def test_only_the_upstream_module_uses_private_upstream_names() -> None:
     """A private import of an upstream library, or a private attribute read off an object that
-    is not hwopt's (``rule._target_pattern``), belongs in hwopt/passes/upstream.py."""
+    is not hwopt's (``rule._target_pattern``), belongs in hwopt/upstream.py."""
     own = _defined_private_names()
     allowed_attributes = {"_exit"}  # os._exit: documented, for a forked child
     found = []
     for path in _hwopt_sources():
         where = path.relative_to(ROOT).as_posix()
-        if where == "hwopt/passes/upstream.py":
+        if where == "hwopt/upstream.py":
             continue
         tree = ast.parse(path.read_text())
         found += [(where, name) for name in _private_upstream_imports(tree)]
@@ -150,7 +146,7 @@ def test_only_the_upstream_module_uses_private_upstream_names() -> None:
             and node.attr not in own and node.attr not in allowed_attributes
         ]
     unexpected = sorted(set(found) - KNOWN_ELSEWHERE)
-    assert not unexpected, f"private upstream names outside hwopt/passes/upstream.py: {unexpected}"
+    assert not unexpected, f"private upstream names outside hwopt/upstream.py: {unexpected}"
     stale = sorted(KNOWN_ELSEWHERE - set(found))
     assert not stale, f"KNOWN_ELSEWHERE lists uses that are gone: {stale}"
 
@@ -251,7 +247,7 @@ def test_a_renamed_target_pattern_rolls_the_pass_back_with_the_reason(monkeypatc
 def test_a_moved_rule_module_fails_the_import_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     # A None entry in sys.modules makes importing that module fail, as if it had moved.
     monkeypatch.setitem(sys.modules, "onnxscript.rewriter.rules.common._fuse_batchnorm", None)
-    spec = importlib.util.spec_from_file_location("upstream_copy", ROOT / "hwopt/passes/upstream.py")
+    spec = importlib.util.spec_from_file_location("upstream_copy", ROOT / "hwopt/upstream.py")
     with pytest.raises(UpstreamAPIChanged, match="moved or renamed a name hwopt imports .*_fuse_batchnorm"):
         spec.loader.exec_module(importlib.util.module_from_spec(spec))
 

@@ -76,7 +76,7 @@ from onnx_ir.passes.common import ShapeInferencePass
 from onnxscript.rewriter import MatchResult, RewriteRule, RewriteRuleClassBase
 from onnxscript.rewriter.pattern import OrValue
 
-from hwopt.passes import upstream
+from hwopt import upstream
 from hwopt.passes.base import PassContext, default_opset
 from hwopt.passes.registry import register
 from hwopt.passes.rewrite import RewriteRulePass

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 import onnx_ir as ir
 from onnxscript.rewriter import MatchResult, RewriteRule
 
-from hwopt.passes import upstream
+from hwopt import upstream
 from hwopt.passes.base import PassContext, default_opset
 from hwopt.passes.registry import register
 from hwopt.passes.rewrite import RewriteRulePass

@@ -47,7 +47,7 @@ import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter import MatchResult, RewriteRule, RewriteRuleClassBase
 
-from hwopt.passes import upstream
+from hwopt import upstream
 from hwopt.passes.base import PassContext, PassResult
 from hwopt.passes.registry import register
 from hwopt.passes.rewiring import eliminate_identities, remove_unused_nodes, rename_blocker

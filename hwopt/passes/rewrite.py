@@ -28,7 +28,7 @@ from onnxscript.rewriter import (
     RewriteRuleSet,
 )
 
-from hwopt.passes import upstream
+from hwopt import upstream
 from hwopt.passes.base import Declined, Pass, PassContext, PassResult
 
 NOT_APPLICABLE = "not applicable"
@@ -136,7 +136,7 @@ def _required_ops(rule: RewriteRule) -> set[tuple[str, str]]:
     """The operators of the pattern's output nodes, which every match contains. (Inner nodes
     may be alternatives of an OrValue, so they are not all required.) A rule whose output node
     is not one fixed operator requires nothing, and is kept. The pattern is not public API:
-    hwopt.passes.upstream reads it, and raises when it cannot."""
+    hwopt.upstream reads it, and raises when it cannot."""
     ops = upstream.rule_output_ops(rule)
     return set() if ops is None else {(_domain(domain), op_type) for domain, op_type in ops}
 

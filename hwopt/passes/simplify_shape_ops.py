@@ -57,7 +57,7 @@ import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter import MatchResult, RewriteRule, RewriteRuleClassBase
 
-from hwopt.passes import upstream
+from hwopt import upstream
 from hwopt.passes.base import PassContext, PassResult, default_opset
 from hwopt.passes.registry import register
 from hwopt.passes.remove_noops import slice_params

@@ -56,12 +56,9 @@ def openvino_devices() -> list[str]:
     """The devices OpenVINO sees on this host (empty without the OpenVINO provider)."""
     if "OpenVINOExecutionProvider" not in ort.get_available_providers():
         return []
-    try:
-        from onnxruntime.capi import _pybind_state
+    from hwopt.upstream import openvino_device_ids  # onnxruntime's private binding, behind one module
 
-        return list(_pybind_state.get_available_openvino_device_ids())
-    except (ImportError, AttributeError, RuntimeError):
-        return []
+    return openvino_device_ids()
 
 
 @functools.cache

@@ -7,8 +7,7 @@ and trades a few private attributes with them. It also reads each rule's target 
 onnxscript is 0.x and may rename any of these in a minor release, without a deprecation.
 Everything private is imported or read here, so an upgrade has one file to check, and
 ``tests/test_upstream.py`` checks every name listed below, and that no other module uses a
-private name of onnx, onnx-ir, onnxruntime, onnxscript or onnxsim (the one exception left,
-OpenVINO's device list in hwopt/targets/providers.py, is listed there).
+private name of onnx, onnx-ir, onnxruntime, onnxscript or onnxsim.
 
 Checked against onnxscript 0.7.2 (with onnx-ir 1.1.0, onnx 1.23, onnxruntime 1.32): pyproject.toml
 bounds onnxscript below the next minor version. What each name is for, and what breaks without it:
@@ -30,6 +29,9 @@ bounds onnxscript below the next minor version. What each name is for, and what 
   which simplify_shape_ops makes free of clashes (:func:`reshape_shape_name`).
 * ``TransposeTranspose._apply_transposes``: the permutation the rewrite will write, which
   simplify_shape_ops' check needs first (:func:`composed_permutation`).
+* onnxruntime's ``capi._pybind_state.get_available_openvino_device_ids``: the OpenVINO devices
+  ``hwopt targets`` lists (no public API names them); without it the list is empty
+  (:func:`openvino_device_ids`), which costs nothing but that line.
 
 A write cannot fail: that onnxscript still reads the two attributes hwopt writes is checked by
 tests/test_upstream.py only (an opset 10 Pad into a Conv; a Reshape pair whose shape's default
@@ -65,7 +67,7 @@ def _changed(package: str, what: str) -> UpstreamAPIChanged:
     return UpstreamAPIChanged(
         f"{package} {_installed_version(package)} {what}; hwopt relies on it and was checked against "
         f"{package} {CHECKED_AGAINST[package]}: install a version within pyproject.toml's bounds "
-        "(hwopt/passes/upstream.py lists the private names hwopt uses)"
+        "(hwopt/upstream.py lists the private names hwopt uses)"
     )
 
 
@@ -172,3 +174,13 @@ def composed_permutation(rule: TransposeTranspose, perms: list[Sequence[int]]) -
     except AttributeError as exc:
         raise _changed("onnxscript", f"has no TransposeTranspose._apply_transposes ({exc})") from exc
     return compose(perms)
+
+
+def openvino_device_ids() -> list[str]:
+    """The OpenVINO devices onnxruntime-openvino can run on; [] where this build cannot say."""
+    try:
+        from onnxruntime.capi import _pybind_state
+
+        return list(_pybind_state.get_available_openvino_device_ids())
+    except (ImportError, AttributeError, RuntimeError):
+        return []
