@@ -131,6 +131,20 @@ class Pipeline:
             record.reason = f"opset {opset} is outside the pass's range {pass_.min_opset}-{pass_.max_opset}"
             return record, model, outputs
 
+        candidate = self._apply(pass_, model, ctx, record)
+        if candidate is None:
+            return record, model, outputs
+        new_outputs = self._verify(pass_, model, candidate, outputs, feeds, noise, record)
+        if new_outputs is None:
+            return record, model, outputs
+        record.status = APPLIED
+        record.nodes_after, record.params_after = node_and_parameter_counts(candidate)
+        return record, candidate, new_outputs
+
+    @staticmethod
+    def _apply(pass_: Pass, model: onnx.ModelProto, ctx: PassContext, record: PassRecord) -> onnx.ModelProto | None:
+        """The pass's model, what it did written into ``record``; None when it raised (rolled
+        back, with the reason) or changed nothing."""
         start = time.perf_counter()
         try:
             # From a copy: onnx-ir's model wraps the proto's tensors, and serializing one under
@@ -145,15 +159,19 @@ class Pipeline:
             log.debug("pass %s raised", pass_.name, exc_info=True)
             record.status = ROLLED_BACK
             record.reason = f"the pass raised {type(exc).__name__}: {one_line(exc)}"
-            return record, model, outputs
+            return None
         record.seconds = time.perf_counter() - start
         record.rewrites = dict(result.rewrites)
         record.declined = list(result.declined)
         record.notes = list(result.notes)
         record.metrics = dict(result.metrics)
-        if not result.changed:
-            return record, model, outputs
+        return candidate if result.changed else None
 
+    @staticmethod
+    def _verify(pass_: Pass, model: onnx.ModelProto, candidate: onnx.ModelProto, outputs: list[Outputs],
+                feeds: Sequence[Feeds], noise: Mapping[str, float], record: PassRecord) -> list[Outputs] | None:
+        """The candidate's outputs on every feed set when it is valid, keeps the signature and
+        stays within the pass's tolerance; else None, and ``record`` says why it is rolled back."""
         try:
             check_valid(candidate)
             check_same_signature(model, candidate)
@@ -163,7 +181,7 @@ class Pipeline:
         except VerificationFailed as exc:
             record.status = ROLLED_BACK
             record.reason = str(exc)
-            return record, model, outputs
+            return None
         record.max_abs = max((d.max_abs for d in diffs), default=0.0)
         record.max_rel = max((d.max_rel for d in diffs), default=0.0)
         tol = pass_.tolerance
@@ -176,8 +194,5 @@ class Pipeline:
                 f"pass's limit {tol.limit(d.ref_scale, noise.get(d.name, 0.0)):.3g} "
                 f"(rtol={tol.rtol:g}, atol={tol.atol:g}, {tol.noise_factor:g}x rounding noise)"
             )
-            return record, model, outputs
-
-        record.status = APPLIED
-        record.nodes_after, record.params_after = node_and_parameter_counts(candidate)
-        return record, candidate, new_outputs
+            return None
+        return new_outputs
