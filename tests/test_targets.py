@@ -111,6 +111,9 @@ def test_tensorrt_int8_writes_a_calibration_table(tmp_path: Path) -> None:
     assert options["trt_int8_enable"] == "True" and options["trt_int8_calibration_table_name"] == CALIBRATION_TABLE
     assert options["trt_engine_cache_path"] == ENGINE_CACHE  # relative: resolved inside the build
     assert (out / ENGINE_CACHE / CALIBRATION_TABLE).is_file() and (out / "trt_timing").is_dir()
+    # In a fixed order, so the same build is the same bytes (the calibrator's order varies by run).
+    ranges = list(json.loads((out / ENGINE_CACHE / "calibration.json").read_text()))
+    assert ranges == sorted(ranges) and len(ranges) > 10
     assert not has_qdq(onnx.load(str(out / "model.onnx")))  # a calibration table, never Q/DQ too
     manifest = json.loads((out / "build.json").read_text())
     assert f"{ENGINE_CACHE}/{CALIBRATION_TABLE}" in manifest["files"]

@@ -58,7 +58,9 @@ def write_trt_calibration_table(model: onnx.ModelProto, samples, folder: Path) -
             )
             calibrator.collect_data(SampleReader(samples))
             ranges = calibrator.compute_data()
-    write_calibration_table(ranges.data, dir=str(folder))
+    # In tensor-name order: the calibrator's own order changes from run to run, and so did
+    # calibration.json's bytes (the flatbuffers table onnxruntime already sorts).
+    write_calibration_table(dict(sorted(ranges.data.items())), dir=str(folder))
     return folder / CALIBRATION_TABLE
 
 
