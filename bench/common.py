@@ -118,7 +118,7 @@ def save_feeds(feeds: dict[str, np.ndarray], path: Path) -> Path:
 
 def interleaved_p50s(sessions: dict, feeds: dict, rounds: int, seconds: float) -> dict[str, list[float]]:
     """p50 (ms) of every session in each of ``rounds`` interleaved rounds, all in this process."""
-    from hwopt.bench import BenchConfig, measure_latency
+    from hwopt.timing import BenchConfig, measure_latency
 
     p50s: dict[str, list[float]] = {name: [] for name in sessions}
     for _ in range(rounds):

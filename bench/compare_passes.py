@@ -26,11 +26,11 @@ import onnx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, bench_models, interleaved_p50s, median, save_feeds  # noqa: E402
 
-from hwopt.bench import bench_session_options  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
 from hwopt.model.stats import model_stats  # noqa: E402
 from hwopt.optimize import OptimizeOptions, optimize  # noqa: E402
 from hwopt.session import create_session, default_session_options  # noqa: E402
+from hwopt.timing import bench_session_options  # noqa: E402
 from hwopt.verify import compare_outputs, run_model  # noqa: E402
 
 VARIANTS = ("original", "onnxsim", "onnxslim", "hwopt")

@@ -16,7 +16,7 @@ Variants: the original (ORT_ENABLE_ALL, intra-op threads = cores); ``optimize_mo
 "bert", num_heads=4, hidden_size=256)`` (its other arguments at their defaults); that plus
 ``quantize_dynamic`` (defaults; and per_channel=True); hwopt's default build and its
 ``--precision fp32`` build (``hwopt.optimize``, input shapes 1 x 128, sessions as build.json
-says). Every session in the timing runs with spinning off (hwopt.bench.NO_SPIN), as in the other
+says). Every session in the timing runs with spinning off (hwopt.timing.NO_SPIN), as in the other
 benchmarks: several live sessions would otherwise steal each other's cores.
 
     python bench/encoders.py [--models encoder,bert] [--rounds 5] [--seconds 2] [--skip-hwopt]
@@ -45,9 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REAL_DIR, RESULTS, fresh_session_p50s, median  # noqa: E402
 from transformer_models import TRANSFORMER_MODELS, ensure_transformer_models, model_path  # noqa: E402
 
-from hwopt.bench import bench_session_options  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
 from hwopt.session import create_session, default_session_options  # noqa: E402
+from hwopt.timing import bench_session_options  # noqa: E402
 
 BATCH, SEQ = 1, 128
 SAMPLES = 16

@@ -28,13 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import bench_models, fresh_session_p50s, median, save_feeds, utc_stamp, write_results  # noqa: E402
 from quantize import calibration_for  # noqa: E402
 
-from hwopt.bench import bench_session_options  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
 from hwopt.memory.settings import CPU_SETTINGS  # noqa: E402
 from hwopt.optimize import OptimizeOptions, optimize  # noqa: E402
 from hwopt.precision import PrecisionOptions  # noqa: E402
 from hwopt.session import create_session  # noqa: E402
 from hwopt.targets import get_target  # noqa: E402
+from hwopt.timing import bench_session_options  # noqa: E402
 
 ROUNDS = 7
 MIB = 1 << 20

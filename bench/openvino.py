@@ -29,7 +29,6 @@ import onnxruntime as ort
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REAL_DIR, SAMPLES, fresh_session_p50s, median, utc_stamp, write_results  # noqa: E402
 
-from hwopt.bench import bench_session_options  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
 from hwopt.model.inputs import resolve_input_specs  # noqa: E402
 from hwopt.optimize import OptimizeOptions, optimize  # noqa: E402
@@ -39,6 +38,7 @@ from hwopt.quant.calibration import load_samples  # noqa: E402
 from hwopt.quant.images import ImageSpec  # noqa: E402
 from hwopt.session import create_session, run_session  # noqa: E402
 from hwopt.targets import get_target  # noqa: E402
+from hwopt.timing import bench_session_options  # noqa: E402
 
 SAMPLE_CNNS = ("resnext_tiny", "mobilenetv2_tiny", "shufflenet_tiny", "inception_tiny")
 VARIANTS = ("cpu fp32", "cpu build", "openvino fp32", "openvino build")

@@ -29,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibration_data import IMAGE_SPECS, ensure_calibration, random_images  # noqa: E402
 from common import REAL_DIR, RESULTS, bench_models, fresh_session_p50s, median  # noqa: E402
 
-from hwopt.bench import BenchConfig, bench_session_options  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
 from hwopt.model.inputs import resolve_input_specs  # noqa: E402
 from hwopt.model.stats import model_stats  # noqa: E402
@@ -39,6 +38,7 @@ from hwopt.quant.accuracy import compare  # noqa: E402
 from hwopt.quant.calibration import SampleReader, load_samples  # noqa: E402
 from hwopt.quant.images import ImageSpec  # noqa: E402
 from hwopt.session import create_session, default_session_options, run_session  # noqa: E402
+from hwopt.timing import BenchConfig, bench_session_options  # noqa: E402
 
 # The conv-heavy models the INT8 latency target is judged on (geometric mean).
 CONV_HEAVY = ("resnext_tiny", "ppocr_v4_det", "ppocr_v4_rec")

@@ -27,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import bench_models, fresh_session_p50s, median, utc_stamp, write_results  # noqa: E402
 from quantize import calibration_for  # noqa: E402
 
-from hwopt.bench import BenchConfig, bench_session_options  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
 from hwopt.model.inputs import resolve_input_specs  # noqa: E402
 from hwopt.optimize import OptimizeOptions, optimize  # noqa: E402
 from hwopt.precision import PrecisionOptions  # noqa: E402
 from hwopt.quant.calibration import load_samples  # noqa: E402
 from hwopt.session import create_session, default_session_options  # noqa: E402
+from hwopt.timing import BenchConfig, bench_session_options  # noqa: E402
 
 SPREAD_LIMIT = 1.05
 # Rounds of the timing behind the spread, each with fresh sessions made in a new order. The

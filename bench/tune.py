@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, bench_models, fresh_session_p50s, median  # noqa: E402
 from quantize import calibration_for, ort_baselines  # noqa: E402
 
-from hwopt.bench import bench_session_options  # noqa: E402
 from hwopt.hostinfo import host_info  # noqa: E402
 from hwopt.model.inputs import resolve_input_specs  # noqa: E402
 from hwopt.optimize import OptimizeOptions, optimize  # noqa: E402
@@ -38,6 +37,7 @@ from hwopt.precision import DEFAULT_HELD_OUT, PrecisionOptions  # noqa: E402
 from hwopt.quant.accuracy import AccuracyBudget, compare  # noqa: E402
 from hwopt.quant.calibration import load_samples  # noqa: E402
 from hwopt.session import create_session, run_session  # noqa: E402
+from hwopt.timing import bench_session_options  # noqa: E402
 from hwopt.tune import TuneOptions, tune  # noqa: E402
 
 DEFAULT_MODELS = ("mobilenetv2_tiny", "resnext_tiny", "shufflenet_tiny", "inception_tiny", "ppocr_v4_det",

@@ -7,7 +7,7 @@ resolved inside the folder). The comparison is fair by construction:
 
 * every variant gets the same feeds at each batch size (generated from one seed, or the
   user's file), and the inputs must agree in names, dtypes and fixed dimensions;
-* all variants are timed interleaved in one process (``hwopt.bench`` explains why), with
+* all variants are timed interleaved in one process (``hwopt.timing`` explains why), with
   thread spinning off in every session and, with ``threads``, one intra-op thread count;
 * a variant whose first provider is a GPU one is timed with IO binding, its inputs copied to
   the device once, so the number is the model's and not the PCIe bus's;
@@ -35,13 +35,6 @@ import onnxruntime as ort
 from onnx import helper
 
 from hwopt import progress
-from hwopt.bench import (
-    BenchConfig,
-    LatencyStats,
-    Runner,
-    bench_session_options,
-    measure_latency,
-)
 from hwopt.errors import InputSpecError, ModelLoadError, UsageError, one_line
 from hwopt.guard import phase
 from hwopt.hostinfo import HostInfo, host_info
@@ -73,6 +66,13 @@ from hwopt.session import (
 )
 from hwopt.targets.base import Availability
 from hwopt.targets.providers import provider_availability
+from hwopt.timing import (
+    BenchConfig,
+    LatencyStats,
+    Runner,
+    bench_session_options,
+    measure_latency,
+)
 
 SCHEMA = "hwopt.bench/1"
 

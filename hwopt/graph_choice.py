@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import onnx
 
-from hwopt.bench import bench_session_options, race_sessions
 from hwopt.errors import one_line
 from hwopt.passes.pipeline import APPLIED, PipelineResult
 from hwopt.session import ORT_ERRORS, Providers, create_session
+from hwopt.timing import bench_session_options, race_sessions
 
 # A variant must beat the pipeline's graph by more than this in a majority of up to RACES
 # races (the rule INT8 ships by): one race in several lands 10% off on these hosts.

@@ -34,7 +34,6 @@ import onnx
 import onnxruntime as ort
 
 from hwopt import progress
-from hwopt.bench import BenchConfig, bench_session_options, measure_latency
 from hwopt.config import Config
 from hwopt.errors import GateFailed, ModelLoadError, PassError, TargetUnavailable, UsageError, one_line
 from hwopt.gates import Gates, evaluate
@@ -94,6 +93,7 @@ from hwopt.report.render import render_markdown
 from hwopt.session import ORT_ERRORS, create_session, default_session_options, physical_cores, run_session
 from hwopt.target_race import race_targets
 from hwopt.targets import BuildContext, Target, get_target
+from hwopt.timing import BenchConfig, bench_session_options, measure_latency
 from hwopt.verify import (
     ModelRunner,
     VerificationFailed,

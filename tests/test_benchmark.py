@@ -13,7 +13,6 @@ import onnxruntime as ort
 import pytest
 from conftest import SAMPLES, save, tiny_conv_model
 
-from hwopt.bench import NO_SPIN, LatencyStats
 from hwopt.benchmark import (
     SCHEMA,
     BatchResult,
@@ -32,6 +31,7 @@ from hwopt.partition import RECORD_ASSIGNMENT, fallback_nodes, provider_assignme
 from hwopt.report.render import render_markdown
 from hwopt.session import create_session, physical_cores
 from hwopt.targets.providers import provider_availability
+from hwopt.timing import NO_SPIN, LatencyStats
 
 MOBILENET = SAMPLES / "mobilenetv2_tiny.onnx"
 RESNEXT = SAMPLES / "resnext_tiny.onnx"

@@ -50,7 +50,6 @@ import numpy as np
 import onnx
 
 from hwopt import progress
-from hwopt.bench import bench_session_options, race_sessions
 from hwopt.errors import one_line
 from hwopt.hostinfo import HostInfo
 from hwopt.quant.accuracy import AccuracyBudget, AccuracyResult, compare
@@ -58,6 +57,7 @@ from hwopt.quant.calibration import SampleSet
 from hwopt.quant.sensitivity import rank_nodes, tensor_sqnr
 from hwopt.quant.variants import CALIBRATION_METHODS, QuantConfig, QuantizationFailed, Quantizer
 from hwopt.session import ORT_ERRORS, Providers, create_session, run_session
+from hwopt.timing import bench_session_options, race_sessions
 
 log = logging.getLogger(__name__)
 

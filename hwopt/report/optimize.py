@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from hwopt.bench import LatencyStats
 from hwopt.gates import GateResult
 from hwopt.graph_choice import GraphChoice
 from hwopt.hostinfo import HostInfo
@@ -35,6 +34,7 @@ from hwopt.report.render import (
     timing_table,
 )
 from hwopt.targets.base import Check
+from hwopt.timing import LatencyStats
 from hwopt.verify import OutputDiff
 
 SCHEMA = "hwopt.report/1"

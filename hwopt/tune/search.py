@@ -38,7 +38,6 @@ import numpy as np
 import onnx
 
 from hwopt import guard
-from hwopt.bench import BenchConfig, LatencyStats, bench_session_options, measure_latency
 from hwopt.errors import OutputError, TargetUnavailable, UsageError, one_line
 from hwopt.memory.analysis import analyze_memory
 from hwopt.memory.probe import MeasurementFailed, measure_session_memory
@@ -67,6 +66,7 @@ from hwopt.quant.accuracy import AccuracyBudget, AccuracyResult, compare
 from hwopt.session import ORT_ERRORS, create_session
 from hwopt.targets import get_target
 from hwopt.targets.base import Target
+from hwopt.timing import BenchConfig, LatencyStats, bench_session_options, measure_latency
 from hwopt.tune.space import (
     HWOPT,
     ORIGINAL,
