@@ -14,7 +14,7 @@ model:
    rule INT8 ships by: on a tie the graph with fewer rewrites wins, so repeated runs ship the
    same build);
 3. the precision stage then quantizes every graph, so an INT8 form of the other graph can
-   still win there (hwopt.quant.search).
+   still win there (hwopt.quant.choose).
 
 The report lists every variant with its ratios and why it was kept or not.
 """

@@ -79,7 +79,7 @@ from hwopt.passes.registry import check_names, resolve
 from hwopt.precision import PrecisionOptions, calibration_sets, run_precision_stage
 from hwopt.quant.accuracy import compare
 from hwopt.quant.calibration import load_samples
-from hwopt.quant.search import FAST_SHIP_RACES, PIPELINE_GRAPH
+from hwopt.quant.choose import FAST_SHIP_RACES, PIPELINE_GRAPH
 from hwopt.report.optimize import (
     Accuracy,
     BuildReport,
@@ -236,7 +236,7 @@ def default_output_dir(model_path: Path) -> Path:
 
 
 @dataclasses.dataclass
-class Checks:
+class RunChecks:
     """What every target of one run shares: the model, its feeds and reference outputs."""
 
     loaded: LoadedModel
@@ -353,7 +353,7 @@ def _load(model_path: Path, options: OptimizeOptions) -> LoadedModel:
     return loaded
 
 
-def _report(run: Checks, builds: list[BuildReport], race, feeds_source: str, batch_note: str | None) -> OptimizeReport:
+def _report(run: RunChecks, builds: list[BuildReport], race, feeds_source: str, batch_note: str | None) -> OptimizeReport:
     """The run's report: every build, the gates, and what a reader must know about the run."""
     report = OptimizeReport(
         model=_model_info(run.loaded),
@@ -438,7 +438,7 @@ def check_outcome(report: OptimizeReport, options: OptimizeOptions) -> None:
             )
 
 
-def prepare_checks(loaded: LoadedModel, options: OptimizeOptions) -> tuple[Checks, str, str | None]:
+def prepare_checks(loaded: LoadedModel, options: OptimizeOptions) -> tuple[RunChecks, str, str | None]:
     """Feeds for the checks (batch 1, and 2 where the batch is dynamic) and the original's
     outputs on them; also the feeds' source and a note when batch 2 could not run."""
     specs, feeds, feeds_source = _inputs_and_feeds(loaded, options)
@@ -467,7 +467,7 @@ def prepare_checks(loaded: LoadedModel, options: OptimizeOptions) -> tuple[Check
             source = None
             batch_note = (f"--static-shapes not applied: onnxruntime refuses the model with these shapes baked in "
                           f"({one_line(exc)}); the build keeps the model's own input shapes")
-    run = Checks(loaded, specs, check_feeds, references, rounding_noise(loaded.proto, check_feeds, references), options,
+    run = RunChecks(loaded, specs, check_feeds, references, rounding_noise(loaded.proto, check_feeds, references), options,
                  source=source)
     return run, feeds_source, batch_note
 
@@ -518,7 +518,7 @@ class _Graphs:
     choice: GraphChoice | None
 
 
-def _float_graphs(run: Checks, target: Target, available: bool) -> _Graphs:
+def _float_graphs(run: RunChecks, target: Target, available: bool) -> _Graphs:
     """The target's verified pipeline and, where they apply and race faster, its graph variants."""
     options = run.options
     with progress.phase("passes"):
@@ -535,7 +535,7 @@ def _float_graphs(run: Checks, target: Target, available: bool) -> _Graphs:
     return _Graphs(result, graphs, variants, choice)
 
 
-def _build_for_target(run: Checks, target: Target, build_dir: Path) -> tuple[BuildReport, dict]:
+def _build_for_target(run: RunChecks, target: Target, build_dir: Path) -> tuple[BuildReport, dict]:
     """Build, write and measure one target; return its report and the manifest, which the
     caller writes last."""
     options = run.options
@@ -606,7 +606,7 @@ def _build_for_target(run: Checks, target: Target, build_dir: Path) -> tuple[Bui
                             [*model_files, MEMORY_PLAN, *extra])
 
 
-def _finalize(run: Checks, target: Target, build_dir: Path, model: onnx.ModelProto, chosen: PipelineResult,
+def _finalize(run: RunChecks, target: Target, build_dir: Path, model: onnx.ModelProto, chosen: PipelineResult,
               precision: str):
     """The target's last step on the chosen graph, the build's outputs on the check feeds, the
     model written, and its memory analysis."""
@@ -627,7 +627,7 @@ def _finalize(run: Checks, target: Target, build_dir: Path, model: onnx.ModelPro
     return final, outputs, model_files, analyze_memory(final.model, run.specs, feeds=run.feeds[0])
 
 
-def _memory_settings(run: Checks, target: Target, build_dir: Path, model: onnx.ModelProto, model_files: list[str],
+def _memory_settings(run: RunChecks, target: Target, build_dir: Path, model: onnx.ModelProto, model_files: list[str],
                      providers, session_options, records, analysis: MemoryAnalysis, availability):
     """Where the weights live and which memory settings deploy, both measured (or why not);
     returns the choice, the note, and the build's model files."""
@@ -642,7 +642,7 @@ def _memory_settings(run: Checks, target: Target, build_dir: Path, model: onnx.M
     return memory_choice, memory_note, model_files
 
 
-def _measure_build(run: Checks, build: BuildReport, build_dir: Path, providers, availability,
+def _measure_build(run: RunChecks, build: BuildReport, build_dir: Path, providers, availability,
                    analysis: MemoryAnalysis, records, memory_choice: MemoryChoice | None, memory_note: str) -> None:
     """Warnings, then (where the target runs here) partition, latency and memory, into ``build``."""
     build.warnings += _precision_warnings(build.precision)
@@ -719,7 +719,7 @@ def _partition(build_dir: Path, build: BuildReport) -> Partition:
     )
 
 
-def _memory_search_skipped(run: Checks, target: Target, providers, availability) -> str:
+def _memory_search_skipped(run: RunChecks, target: Target, providers, availability) -> str:
     """Why this build measures no memory settings; empty where it does."""
     if not target.memory_settings:
         return f"{providers[0][0]} manages its own memory: the target's settings ship unmeasured"
@@ -734,7 +734,7 @@ def _memory_search_skipped(run: Checks, target: Target, providers, availability)
     return ""
 
 
-def _weights_file_check(run: Checks, target: Target, model: onnx.ModelProto, build_dir: Path, providers,
+def _weights_file_check(run: RunChecks, target: Target, model: onnx.ModelProto, build_dir: Path, providers,
                         session_options) -> WeightsCheck | None:
     """Whether the build's weights ship in a file beside model.onnx (hwopt.memory.settings),
     measured with onnxruntime's defaults; None for a model with little to gain."""
@@ -758,7 +758,7 @@ def _memory_candidates(target: Target, options: OptimizeOptions) -> list[MemoryS
     return candidates
 
 
-def _choose_memory_settings(run: Checks, target: Target, build_dir: Path, providers, session_options,
+def _choose_memory_settings(run: RunChecks, target: Target, build_dir: Path, providers, session_options,
                             records: Sequence[PassRecord], analysis: MemoryAnalysis,
                             skipped: str) -> tuple[MemoryChoice | None, str]:
     """The target's memory settings measured on the build as it ships (hwopt.memory.settings),
@@ -778,7 +778,7 @@ def _choose_memory_settings(run: Checks, target: Target, build_dir: Path, provid
     return choice, ""
 
 
-def _memory_report(run: Checks, analysis: MemoryAnalysis, records: Sequence[PassRecord],
+def _memory_report(run: RunChecks, analysis: MemoryAnalysis, records: Sequence[PassRecord],
                    build_dir: Path, build: BuildReport, availability, choice: MemoryChoice | None) -> MemoryReport:
     """The static picture of original and build, and their measured peaks: the original under
     onnxruntime's defaults (hwopt's thread count), the build as it deploys (as ``choice``

@@ -26,8 +26,8 @@ from hwopt.hostinfo import host_info
 from hwopt.model.inputs import InputSpec
 from hwopt.quant.accuracy import AccuracyBudget
 from hwopt.quant.calibration import SampleSet, generated_samples, load_samples
+from hwopt.quant.choose import PrecisionReport, SearchSettings, choose_precision
 from hwopt.quant.images import ImageSpec
-from hwopt.quant.search import PrecisionReport, SearchSettings, choose_precision
 from hwopt.quant.variants import CALIBRATION_METHODS
 from hwopt.session import Providers
 

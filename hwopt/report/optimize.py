@@ -21,7 +21,7 @@ from hwopt.model.stats import ModelStats
 from hwopt.passes.pipeline import PassRecord
 from hwopt.progress import PhaseTime
 from hwopt.quant.accuracy import AccuracyResult
-from hwopt.quant.search import PrecisionReport
+from hwopt.quant.choose import PrecisionReport
 from hwopt.report.render import (
     Document,
     Table,
