@@ -596,7 +596,7 @@ def inspect(
 
       hwopt inspect model.onnx -s tokens=1x128x768 --json
     """
-    from hwopt.inspect import inspect_model
+    from hwopt.inspection import inspect_model
     from hwopt.report.render import render_console
 
     with stdout_reserved_for_json(json_out) as emit:

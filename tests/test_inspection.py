@@ -9,7 +9,7 @@ import onnx
 from conftest import SAMPLES, save
 from onnx import numpy_helper
 
-from hwopt.inspect import inspect_model
+from hwopt.inspection import inspect_model
 
 # x[1,3,8,8] -Conv(4x3x3x3, pad 1)-> c[1,4,8,8] -depthwise Conv(4x1x3x3, group 4, pad 1)->
 # d[1,4,8,8] -ConvTranspose(4x2x2x2, stride 2)-> t[1,2,16,16] -Flatten-> f[1,512]
