@@ -558,7 +558,7 @@ def bench(
 
       hwopt bench build/cpu build/cuda --threads 4 --json
     """
-    from hwopt.benchmark import BenchOptions, benchmark
+    from hwopt.comparison import BenchOptions, benchmark
     from hwopt.errors import UsageError
     from hwopt.report.render import render_console
 

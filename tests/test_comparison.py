@@ -1,4 +1,4 @@
-"""hwopt.benchmark: variants from model files and build folders, timed interleaved on the same
+"""hwopt bench (hwopt.comparison): variants from model files and build folders, timed interleaved on the same
 feeds, per batch size; unavailable providers reported, not timed; IO binding for device
 providers (checked with a fake session: this host has no GPU)."""
 
@@ -13,21 +13,13 @@ import onnxruntime as ort
 import pytest
 from conftest import SAMPLES, save, tiny_conv_model
 
-from hwopt.benchmark import (
-    SCHEMA,
-    BatchResult,
-    BenchOptions,
-    BenchReport,
-    BoundRunner,
-    VariantInfo,
-    VariantRun,
-    benchmark,
-    make_runner,
-)
+from hwopt.comparison import BenchOptions, benchmark
+from hwopt.comparison.iobinding import BoundRunner, make_runner
 from hwopt.errors import EXIT_BAD_INPUT, InputSpecError, ModelLoadError, UsageError
 from hwopt.hostinfo import host_info
 from hwopt.output import file_sha256
 from hwopt.partition import RECORD_ASSIGNMENT, fallback_nodes, provider_assignment
+from hwopt.report.bench import SCHEMA, BatchResult, BenchReport, VariantInfo, VariantRun
 from hwopt.report.render import render_markdown
 from hwopt.session import create_session, physical_cores
 from hwopt.targets.providers import provider_availability
