@@ -1,27 +1,69 @@
-"""The result of ``hwopt tune``: every candidate, the Pareto fronts, the plot, and the best
-build written to the output folder in the format ``hwopt optimize`` writes."""
+"""The report of ``hwopt tune``: every candidate with what the search measured, the Pareto
+fronts and their plot; JSON (``hwopt.tune/1``), tables and Markdown."""
 
 from __future__ import annotations
 
 import dataclasses
 import io
-import json
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from hwopt.hostinfo import host_info
-from hwopt.optimize import versions
-from hwopt.output import MANIFEST, REPORT_JSON, write_bytes_atomic, write_json_atomic, write_text_atomic
-from hwopt.report.render import Document, Table, fmt_bytes, fmt_ms, fmt_ratio, render_markdown
-from hwopt.tune.search import ANCHOR, CACHE_DIR, RESULTS_FILE, Candidate, Tuner
-from hwopt.tune.space import HWOPT, TARGET_DEFAULTS
+from hwopt.quant.accuracy import AccuracyResult
+from hwopt.report.render import Document, Table, fmt_bytes, fmt_ms, fmt_ratio
+from hwopt.timing import LatencyStats
 
 SCHEMA = "hwopt.tune/1"
-TUNE_JSON = "tune.json"
-PLOT = "pareto.png"
-# "Reached 95% of the final best": a candidate within this factor of the best ratio.
-NEAR_BEST = 1 / 0.95
+
+
+@dataclasses.dataclass
+class Candidate:
+    """One (recipe, session variant) pair and what the search learned about it."""
+
+    recipe: str
+    variant: str
+    status: str = "pending"  # pending | measured | stopped | rejected | failed
+    reason: str = ""
+    rung: int = -1  # the last race it ran in: 0 first race, higher = longer races
+    ratio: float | None = None  # p50 / the anchor's p50 in its last race
+    stats: LatencyStats | None = None  # its last race
+    final: bool = False  # its numbers come from the final race
+    accuracy: AccuracyResult | None = None
+    memory_bytes: int | None = None
+    size_bytes: int | None = None
+    found_at_s: float | None = None  # seconds into the search when it was first timed
+    session_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    providers: list[tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return f"{self.recipe}/{self.variant}"
+
+    @property
+    def usable(self) -> bool:
+        return self.status in ("measured", "stopped") and self.ratio is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "recipe": self.recipe, "variant": self.variant, "status": self.status,
+            "reason": self.reason, "rung": self.rung, "ratio": self.ratio, "final": self.final,
+            "latency": self.stats.to_dict() if self.stats else None,
+            "accuracy": self.accuracy.to_dict() if self.accuracy else None,
+            "memory_bytes": self.memory_bytes, "size_bytes": self.size_bytes, "found_at_s": self.found_at_s,
+            "session_options": self.session_options,
+            "providers": [{"name": n, "options": o} for n, o in self.providers],
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Take back what an earlier, interrupted run measured (``--resume``)."""
+        self.status, self.reason, self.rung = data["status"], data["reason"], data["rung"]
+        self.ratio, self.found_at_s = data["ratio"], data["found_at_s"]
+        self.memory_bytes, self.size_bytes = data["memory_bytes"], data["size_bytes"]
+        if data.get("latency"):
+            self.stats = LatencyStats.from_dict(data["latency"])
+        if data.get("accuracy"):
+            self.accuracy = AccuracyResult(**data["accuracy"])
 
 
 @dataclasses.dataclass
@@ -44,6 +86,8 @@ class TuneReport:
     pareto_accuracy: list[str]
     pareto_memory: list[str]
     timeline: list[tuple[float, str, float]]
+    anchor: str  # the candidate every ratio is taken against
+    versions: dict[str, str]
     plot: str | None = None
     plot_note: str = ""
 
@@ -58,7 +102,7 @@ class TuneReport:
             "interrupted": self.interrupted or None,
             "feeds_source": self.feeds_source,
             "accuracy_budget": self.accuracy_budget,
-            "anchor": ANCHOR,
+            "anchor": self.anchor,
             "best": self.best.id if self.best else None,
             "baselines": {k: (c.id if c else None) for k, c in self.baselines.items()},
             "time_to_95pct_of_best_s": self.time_to_near_best,
@@ -71,13 +115,13 @@ class TuneReport:
             "timeline": [{"seconds": s, "best": b, "ratio": r} for s, b, r in self.timeline],
             "candidates": [c.to_dict() for c in self.candidates],
             "host": host_info().to_dict(),
-            "versions": versions(),
+            "versions": dict(self.versions),
         }
 
     def document(self) -> Document:
         doc = Document(heading=f"hwopt tune {self.model} --target {self.target}")
         if self.best is not None:
-            doc.facts.append(("best", f"{self.best.id}: {fmt_ratio(self.best.ratio)} the p50 of {ANCHOR} "
+            doc.facts.append(("best", f"{self.best.id}: {fmt_ratio(self.best.ratio)} the p50 of {self.anchor} "
                                       f"({fmt_ms(self.best.stats.p50_ms)} ms), written to {self.output_dir}"))
         for label, c in self.baselines.items():
             if c is not None and c.ratio is not None:
@@ -120,7 +164,7 @@ class TuneReport:
             numeric=("ratio", "p50 ms", "p90 ms", "peak RSS", "size", "cosine", "max abs"),
             rows=rows,
             notes=[
-                f"ratio = p50 / p50 of {ANCHOR} in the same race (below 1.00x is faster); every race includes "
+                f"ratio = p50 / p50 of {self.anchor} in the same race (below 1.00x is faster); every race includes "
                 "it, so ratios from different races compare; p50/p90 of the candidate's last race",
                 "final = timed together in the longest, last race; stopped = dropped by successive halving",
                 "cosine and max abs: outputs against the original model's on the check feeds (top-1 "
@@ -134,49 +178,6 @@ class TuneReport:
                 ("latency vs memory", ", ".join(self.pareto_memory) or "-")]
         notes = [f"candidates no other beats on both axes; plot: {self.plot}" if self.plot else self.plot_note]
         return Table(title="Pareto fronts", columns=("front", "candidates"), rows=rows, notes=[n for n in notes if n])
-
-
-def pareto(points: Sequence[tuple[str, float, float]]) -> list[str]:
-    """The ids no other point beats on both coordinates (lower is better on both)."""
-    front = []
-    for pid, x, y in points:
-        dominated = any((ox <= x and oy <= y) and (ox < x or oy < y) for oid, ox, oy in points if oid != pid)
-        if not dominated:
-            front.append(pid)
-    return sorted(front, key=lambda i: next(x for p, x, _ in points if p == i))
-
-
-def build_report(tuner: Tuner) -> TuneReport:
-    usable = [c for c in tuner.candidates.values() if c.usable]
-    best = tuner.best()
-    accuracy_points = [(c.id, c.ratio, 1 - c.accuracy.cosine) for c in usable if c.accuracy is not None]
-    memory_points = [(c.id, c.ratio, float(c.memory_bytes)) for c in usable if c.memory_bytes is not None]
-    near = None
-    if best is not None:
-        found = [c.found_at_s for c in usable if c.ratio <= best.ratio * NEAR_BEST and c.found_at_s is not None]
-        near = min(found, default=None)
-    optimize_default = tuner.candidates.get(f"{'hwopt-int8' if 'hwopt-int8' in tuner.built else HWOPT}/"
-                                            f"{TARGET_DEFAULTS}")
-    return TuneReport(
-        model=str(tuner.model_path),
-        target=tuner.target.name,
-        output_dir=str(tuner.out_dir),
-        budget_seconds=tuner.options.budget_seconds,
-        elapsed_seconds=tuner.elapsed(),
-        interrupted=tuner.interrupted,
-        feeds_source=tuner.feeds_source,
-        accuracy_budget=tuner.options.base.precision.budget.describe(),
-        candidates=list(tuner.candidates.values()),
-        recipes={r.name: r.description for r in tuner.recipes.values()},
-        variants={v.name: v.description for v in tuner.variants.values()},
-        recipe_notes=dict(tuner.recipe_notes),
-        best=best,
-        baselines={"onnxruntime defaults": tuner.candidates.get(ANCHOR), "hwopt optimize defaults": optimize_default},
-        time_to_near_best=near,
-        pareto_accuracy=pareto(accuracy_points),
-        pareto_memory=pareto(memory_points),
-        timeline=list(tuner.timeline),
-    )
 
 
 def plot_pareto(report: TuneReport) -> bytes | None:
@@ -208,7 +209,7 @@ def plot_pareto(report: TuneReport) -> bytes | None:
             ax.scatter([report.best.ratio], [value(report.best)], marker="*", s=160, color="tab:red", label="best")
         if log and points:
             ax.set_yscale("log")
-        ax.set_xlabel(f"latency: p50 / p50 of {ANCHOR}")
+        ax.set_xlabel(f"latency: p50 / p50 of {report.anchor}")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -218,46 +219,3 @@ def plot_pareto(report: TuneReport) -> bytes | None:
     fig.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
     plt.close(fig)
     return buffer.getvalue()
-
-
-def write_outputs(tuner: Tuner, report: TuneReport) -> None:
-    """The best build (files of its cached ``hwopt optimize`` build, with the session and
-    provider options tune found), tune.json, and report.md; the manifest last."""
-    out = tuner.out_dir
-    (out / MANIFEST).unlink(missing_ok=True)
-    png = plot_pareto(report)
-    if png is not None:
-        write_bytes_atomic(out / PLOT, png)
-        report.plot = PLOT
-    best = report.best
-    build_md = ""
-    manifest = None
-    if best is not None:
-        built = tuner.built[best.recipe]
-        manifest = dict(built.manifest)
-        for name in manifest["files"]:
-            write_bytes_atomic(out / name, (built.folder / name).read_bytes())
-        optimize_report = json.loads((built.folder / REPORT_JSON).read_text())
-        for entry in optimize_report["builds"]:
-            entry["session_options"] = best.session_options
-            entry["providers"] = [{"name": n, "options": o} for n, o in best.providers]
-            entry["build_dir"] = str(out)
-        write_json_atomic(out / REPORT_JSON, optimize_report)
-        build_md = (built.folder / "report.md").read_text()
-        manifest["session_options"] = best.session_options
-        manifest["providers"] = [{"name": n, "options": o} for n, o in best.providers]
-        manifest["tune"] = {"candidate": best.id, "ratio_to_anchor": best.ratio, "anchor": ANCHOR,
-                            "results": RESULTS_FILE, "report": TUNE_JSON}
-    write_json_atomic(out / TUNE_JSON, report.to_dict())
-    markdown = render_markdown(report.document())
-    if report.plot:
-        markdown += f"\n![Pareto fronts: latency against accuracy and against memory]({report.plot})\n"
-    if build_md:
-        markdown += "\n---\n\n## The build written\n\n" + build_md
-    write_text_atomic(out / "report.md", markdown)
-    if manifest is not None:
-        write_json_atomic(out / MANIFEST, manifest)
-
-
-__all__ = ["CACHE_DIR", "PLOT", "SCHEMA", "TUNE_JSON", "TuneReport", "build_report", "pareto", "plot_pareto",
-           "write_outputs"]
