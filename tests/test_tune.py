@@ -1,7 +1,7 @@
 """hwopt tune: the search, its outputs, the cache, interruption and --resume.
 
 The searches here are small (a tiny model, two recipes, a few session variants, seconds of
-budget): they check what the search does, not how fast the result is; bench/tune.py measures
+budget): they check what the search does, not how fast the result is; benchmarks/tune.py measures
 that on the sample and real models.
 """
 

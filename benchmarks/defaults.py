@@ -19,7 +19,7 @@ held-out inputs that hwopt was never given:
   envelope, plus small noise, and a few near-silent chunks), sr 16000: isolated 512-sample
   chunks with state zeros, and chunks of a longer synthetic utterance streamed with the state the
   original model carried to them (the way the model is run; the build gets the same state);
-* the text encoders of bench/transformer_models.py (1x128): token ids uniform over the whole
+* the text encoders of benchmarks/transformer_models.py (1x128): token ids uniform over the whole
   vocabulary, attention mask ones, token types 0 then 1 for the second half, from seeds that
   are not hwopt's;
 * transformer_tiny: no realistic source exists for its float "tokens" input, so N(0, 1),
@@ -37,9 +37,9 @@ over the float outputs of each sample), the max abs difference, and for classifi
 [N, C] outputs, C >= 2, of the sample CNNs and ppocr_v2_cls) the top-1 agreement. Target:
 min cosine >= 0.99 everywhere and top-1 >= 99% for classifiers.
 
-    python bench/defaults.py [--models a,b] [--skip-real] [--skip-transformers] [--no-variants] [--keep]
+    python benchmarks/defaults.py [--models a,b] [--skip-real] [--skip-transformers] [--no-variants] [--keep]
 
-Writes bench/results/defaults.md and bench/results/defaults.json.
+Writes benchmarks/results/defaults.md and benchmarks/results/defaults.json.
 """
 
 from __future__ import annotations
@@ -538,7 +538,7 @@ def main() -> None:
     parser.add_argument("--models", help="comma-separated subset of model names")
     parser.add_argument("--skip-real", action="store_true", help="leave out the PP-OCR and silero models (PyPI)")
     parser.add_argument("--skip-transformers", action="store_true",
-                        help="leave out the encoder and bert models of bench/transformer_models.py")
+                        help="leave out the encoder and bert models of benchmarks/transformer_models.py")
     parser.add_argument("--no-variants", action="store_true",
                         help="call optimize with no precision argument at all, and measure the shipped build only")
     parser.add_argument("--keep", action="store_true",

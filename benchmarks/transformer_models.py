@@ -18,13 +18,13 @@ dynamic: BERT with the TorchScript exporter (``dynamo=False``), the encoder with
 (see TRANSFORMER_MODELS); each falls back to the other exporter if its export fails the checks.
 torch and transformers are bench-only dependencies (not hwopt's).
 
-The files are not committed. This script writes them to a folder (default bench/models/,
-git-ignored, or $HWOPT_BENCH_MODELS as bench/common.py), skipping a model that already exists
+The files are not committed. This script writes them to a folder (default benchmarks/models/,
+git-ignored, or $HWOPT_BENCH_MODELS as benchmarks/common.py), skipping a model that already exists
 unless --force, and checks each (onnx.checker, one onnxruntime run at batch 1, sequence 128,
 finite outputs of the expected shape, equal to PyTorch's within 1e-4, and again at batch 3,
 sequence 77 with 25% padding, which catches a shape the exporter baked in).
 
-    python bench/transformer_models.py [FOLDER] [--force]
+    python benchmarks/transformer_models.py [FOLDER] [--force]
 
 Other bench scripts call ``ensure_transformer_models(folder)`` to get the paths.
 """
@@ -46,7 +46,7 @@ import numpy as np
 import onnx
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DIR = Path(os.environ.get("HWOPT_BENCH_MODELS", ROOT / "bench" / "models"))
+DEFAULT_DIR = Path(os.environ.get("HWOPT_BENCH_MODELS", ROOT / "benchmarks" / "models"))
 OPSET = 17
 SEED = 0
 HIDDEN = 256

@@ -1,10 +1,10 @@
-"""The CNNs the optimize-speed table (bench/optimize_speed.py) times: torchvision's ResNeXt50-32x4d
+"""The CNNs the optimize-speed table (benchmarks/optimize_speed.py) times: torchvision's ResNeXt50-32x4d
 and SqueezeNet 1.1 architectures written out here (torchvision does not install beside this host's
-torch build), with random weights, since no model hub is reachable. As in bench/openvino_models.py,
+torch build), with random weights, since no model hub is reachable. As in benchmarks/openvino_models.py,
 BatchNorm statistics are set by running photo crops through the network in training mode, so
-activations have a trained network's scale. ResNet-18 comes from bench/openvino_models.py.
+activations have a trained network's scale. ResNet-18 comes from benchmarks/openvino_models.py.
 
-Writes, under bench/models/ (calibration crops: bench/models/calib/resnet18, shared):
+Writes, under benchmarks/models/ (calibration crops: benchmarks/models/calib/resnet18, shared):
   resnext50_32x4d.onnx   input 'input' 1x3x224x224, output 'logits' (1000 classes)
   squeezenet1_1.onnx     input 'input' 1x3x224x224, output 'logits'
   yolov8n.onnx           input 'images' 1x3x640x640: Ultralytics' YOLOv8n built from the yaml
@@ -12,7 +12,7 @@ Writes, under bench/models/ (calibration crops: bench/models/calib/resnet18, sha
                          exported by Ultralytics itself, where `ultralytics` is installed (it is
                          not a bench dependency: it pulls OpenCV); skipped otherwise
 
-    python bench/speed_models.py
+    python benchmarks/speed_models.py
 """
 
 from __future__ import annotations

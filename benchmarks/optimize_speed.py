@@ -3,17 +3,17 @@
 Each run is the command line as a CI step runs it (`hwopt optimize MODEL --json`, a fresh
 process, the supervisor included), timed from outside; the phase seconds come from the report's
 timing section. Models: ResNeXt50-32x4d, ResNet-18 and SqueezeNet 1.1 (torchvision's
-architectures with random weights and photo-set BatchNorm statistics: bench/speed_models.py,
-bench/openvino_models.py), YOLOv8n (Ultralytics' own export of its config with random weights,
+architectures with random weights and photo-set BatchNorm statistics: benchmarks/speed_models.py,
+benchmarks/openvino_models.py), YOLOv8n (Ultralytics' own export of its config with random weights,
 where `ultralytics` is installed), PP-OCRv4 det at 640x640, and mobilenetv2_tiny. Calibration data is
 generated (hwopt's default without --calib), 32 samples, as the issue's figures were measured.
 
 Runs are stored under a label (`--label before` on the code before a change, `--label after`,
-the default, on the code after it) in bench/results/optimize_speed.json; the Markdown table shows
+the default, on the code after it) in benchmarks/results/optimize_speed.json; the Markdown table shows
 every label side by side, so the before figures survive the after run.
 
-    python bench/speed_models.py            # once: writes the CNNs
-    python bench/optimize_speed.py [--label after] [--models resnext50_32x4d,...] [--fast]
+    python benchmarks/speed_models.py            # once: writes the CNNs
+    python benchmarks/optimize_speed.py [--label after] [--models resnext50_32x4d,...] [--fast]
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def main() -> None:
     names = [n for n in args.models.split(",") if n != "yolov8n" or MODELS[n][0].is_file()]  # (optional)
     missing = [name for name in names if not MODELS[name][0].is_file()]
     if missing:
-        sys.exit(f"missing {', '.join(missing)}: run bench/speed_models.py and bench/openvino_models.py first")
+        sys.exit(f"missing {', '.join(missing)}: run benchmarks/speed_models.py and benchmarks/openvino_models.py first")
     path = RESULTS / f"{STEM}.json"
     data = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
     label = args.label + ("+fast" if args.fast else "")

@@ -1,6 +1,6 @@
 """The CPU provider against the OpenVINO provider: FP32 and hwopt's builds for each, on image
 models calibrated and judged on photographs. Runs in .venv-openvino (onnxruntime-openvino
-carries both providers); `make bench` runs bench/openvino_models.py first, in the main
+carries both providers); `make bench` runs benchmarks/openvino_models.py first, in the main
 virtualenv, for the ResNet-18 and its photos.
 
 Per model: the FP32 model on the CPU provider (the baseline, 1.00), hwopt's cpu build
@@ -10,9 +10,9 @@ the same search on the OpenVINO provider). All four interleaved in one process, 
 sessions each round. Accuracy: cosine and top-1 agreement against the FP32 model on the CPU
 provider, on photo crops no build was calibrated on.
 
-    .venv-openvino/bin/python bench/openvino.py [--rounds 5] [--seconds 1] [--models a,b]
+    .venv-openvino/bin/python benchmarks/openvino.py [--rounds 5] [--seconds 1] [--models a,b]
 
-Writes bench/results/openvino.md and bench/results/openvino.json.
+Writes benchmarks/results/openvino.md and benchmarks/results/openvino.json.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def cases() -> dict[str, tuple[Path, Path, ImageSpec, list[dict]]]:
         crops = np.load(REAL_DIR / "heldout" / "resnet18.npz")["input"]
         out["resnet18"] = (resnet, REAL_DIR / "calib" / "resnet18", spec, [{"input": c[None]} for c in crops])
     else:
-        print(f"no {resnet}: run bench/openvino_models.py in the main virtualenv first", flush=True)
+        print(f"no {resnet}: run benchmarks/openvino_models.py in the main virtualenv first", flush=True)
     return out
 
 
@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--models", help="comma-separated subset")
     args = parser.parse_args()
     if "OpenVINOExecutionProvider" not in ort.get_available_providers():
-        sys.exit("bench/openvino.py needs the OpenVINO provider: run it with .venv-openvino/bin/python "
+        sys.exit("benchmarks/openvino.py needs the OpenVINO provider: run it with .venv-openvino/bin/python "
                  "(make venv-openvino)")
     rows = []
     for name, case in cases().items():
@@ -131,7 +131,7 @@ def write(rows: list[dict], args: argparse.Namespace) -> None:
         f"(both providers). Ratio = p50 / the FP32 model's p50 on the CPU provider, median of {args.rounds} "
         f"interleaved rounds of {args.seconds:g} s, fresh sessions each round. Builds: `hwopt optimize --target cpu` "
         "and `--target openvino`, precision auto, calibrated on photo crops (sample models: sample_models/calib "
-        "through configs/sample-cnn.toml; resnet18: bench/openvino_models.py). Accuracy (cosine, top-1 agreement) "
+        "through configs/sample-cnn.toml; resnet18: benchmarks/openvino_models.py). Accuracy (cosine, top-1 agreement) "
         "against the FP32 model on the CPU provider, on held-out photo crops no build was calibrated on. "
         "resnet18 has random weights with BatchNorm statistics set on photos (no model hub here): its timing is "
         "a real ResNet-18's, its accuracy figure is INT8 against its own FP32.", "",

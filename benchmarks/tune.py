@@ -2,16 +2,16 @@
 optimize's defaults, the original model under onnxruntime's default options (ORT_ENABLE_ALL),
 and onnxruntime's quantize_static with its defaults.
 
-For each model: tune (calibration data as in bench/quantize.py), build the baselines, then
+For each model: tune (calibration data as in benchmarks/quantize.py), build the baselines, then
 time all four interleaved in one process for several rounds, each with fresh sessions;
 latency is the median over rounds of p50 / p50 of the original under onnxruntime's
 defaults. Accuracy of every variant is checked on the 4 held-out calibration samples against
 the FP32 model with the default budget (cosine >= 0.99, top-1 >= 99%); a baseline over
 budget does not count as a competitor.
 
-    python bench/tune.py [--models a,b] [--budget-minutes 5] [--rounds 5] [--seconds 2]
+    python benchmarks/tune.py [--models a,b] [--budget-minutes 5] [--rounds 5] [--seconds 2]
 
-Writes bench/results/tune.md and bench/results/tune.json (after every model).
+Writes benchmarks/results/tune.md and benchmarks/results/tune.json (after every model).
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ Each variant's node count (subgraphs included), its largest output difference fr
 original, and its p50 latency ratio to the original under ONNX Runtime (ORT_ENABLE_ALL, the same
 thread count for all), interleaved in one process over a few rounds, fresh sessions each.
 
-    python bench/static_shapes.py [--rounds 3] [--seconds 1] [--models a,b] [--skip-real]
+    python benchmarks/static_shapes.py [--rounds 3] [--seconds 1] [--models a,b] [--skip-real]
 
-Writes bench/results/static_shapes.md and bench/results/static_shapes.json.
+Writes benchmarks/results/static_shapes.md and benchmarks/results/static_shapes.json.
 """
 
 from __future__ import annotations

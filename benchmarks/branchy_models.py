@@ -23,12 +23,12 @@ Conv in eval mode). Opset 17, input ``input`` [batch, 3, 224, 224], output ``log
 ``/<module path>/<op type>`` like the exporter's.
 
 The files (~32 and ~27 MB) are not committed. This script writes them to a folder (default
-bench/models/, git-ignored, or $HWOPT_BENCH_MODELS as bench/common.py), skipping a model that
+benchmarks/models/, git-ignored, or $HWOPT_BENCH_MODELS as benchmarks/common.py), skipping a model that
 already exists unless --force, checks each (onnx.checker full check, one onnxruntime run at
 batch 1 with finite outputs), and prints the peak of simultaneously live activation bytes in
 the emitted node order at batch 1: the baseline a memory-aware scheduler has to beat.
 
-    python bench/branchy_models.py [FOLDER] [--force]
+    python benchmarks/branchy_models.py [FOLDER] [--force]
 
 Other bench scripts call ``ensure_branchy_models(folder)`` to get the paths.
 """
@@ -49,7 +49,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DIR = Path(os.environ.get("HWOPT_BENCH_MODELS", ROOT / "bench" / "models"))
+DEFAULT_DIR = Path(os.environ.get("HWOPT_BENCH_MODELS", ROOT / "benchmarks" / "models"))
 PRODUCER_NAME = "hwopt-branchy-models"
 PRODUCER_VERSION = "1"
 OPSET = 17

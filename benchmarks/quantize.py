@@ -2,14 +2,14 @@
 quantize_dynamic, all against the FP32 model under ORT_ENABLE_ALL, interleaved in one process,
 fresh sessions every round.
 
-Calibration data looks like each model's inputs (bench/calibration_data.py: rendered text for
+Calibration data looks like each model's inputs (benchmarks/calibration_data.py: rendered text for
 PP-OCR, synthetic speech for silero VAD, N(0, 1) for the random-weight models); the last 4
 samples of each set are held out, and every accuracy figure is on those only. Baselines are
 calibrated on the same samples hwopt calibrates on.
 
-    python bench/quantize.py [--models a,b] [--rounds 5] [--seconds 2]
+    python benchmarks/quantize.py [--models a,b] [--rounds 5] [--seconds 2]
 
-Writes bench/results/quantize.md and bench/results/quantize.json.
+Writes benchmarks/results/quantize.md and benchmarks/results/quantize.json.
 """
 
 from __future__ import annotations

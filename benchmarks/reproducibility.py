@@ -1,13 +1,13 @@
 """The same build on every run: hwopt optimize (--precision auto, with the calibration data
-bench/quantize.py uses) three times per model on one host, then the three shipped models timed
+benchmarks/quantize.py uses) three times per model on one host, then the three shipped models timed
 against each other, interleaved, fresh sessions every round.
 
 A model passes when all runs ship the same variant, or when the shipped models' p50 latencies
 differ by less than 5% (two variants within the noise are equally good builds).
 
-    python bench/reproducibility.py [--runs 3] [--models a,b] [--skip-real]
+    python benchmarks/reproducibility.py [--runs 3] [--models a,b] [--skip-real]
 
-Writes bench/results/reproducibility.md and bench/results/reproducibility.json.
+Writes benchmarks/results/reproducibility.md and benchmarks/results/reproducibility.json.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def write(rows: list[dict], args: argparse.Namespace) -> None:
     lines = [
         "# The same build on every run: three hwopt optimize runs per model", "",
         f"{stamp}; {host.cpu}, {host.cores} cores; onnxruntime {host.onnxruntime}. `--precision auto` with the "
-        "calibration data bench/quantize.py uses; each run in the same process, one after the other. Spread: the "
+        "calibration data benchmarks/quantize.py uses; each run in the same process, one after the other. Spread: the "
         f"shipped models timed against each other in {ROUNDS} interleaved rounds, fresh sessions made in a new order "
         "each round; the largest median over rounds of one model's p50 over another's. Pass: the same variant every "
         f"run, or a spread under {SPREAD_LIMIT:.2f}.", "",

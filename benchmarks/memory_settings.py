@@ -2,16 +2,16 @@
 original under onnxruntime's defaults, and the floor.
 
 For every sample and real model: hwopt optimize with its defaults (``--precision auto`` with
-the calibration data bench/quantize.py uses, ``--optimize-for balanced``), then from its
+the calibration data benchmarks/quantize.py uses, ``--optimize-for balanced``), then from its
 report the original's peak under onnxruntime's defaults (hwopt's thread count), every
 candidate setting's peak on the build (a fresh process each), the chosen one, and the floor
 (weights + planned arena + inputs/outputs + a session of an empty graph). Then the chosen
 setting is timed against the candidate that was fastest, in ROUNDS interleaved rounds with
 fresh sessions, to check the 3% latency promise with more data than the build had.
 
-    python bench/memory_settings.py [--models a,b] [--skip-real]
+    python benchmarks/memory_settings.py [--models a,b] [--skip-real]
 
-Writes bench/results/memory_settings.md and bench/results/memory_settings.json.
+Writes benchmarks/results/memory_settings.md and benchmarks/results/memory_settings.json.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def write(rows: list[dict]) -> None:
         f"{stamp}; {host.cpu}, {host.cores} cores; onnxruntime {host.onnxruntime}. Peak resident MiB a session "
         "adds above a bare `import onnxruntime`, each in a fresh process. Original: the input model under "
         "onnxruntime's defaults (hwopt's thread count). Build: hwopt optimize's defaults (`--precision auto` with "
-        "the calibration data bench/quantize.py uses, `--optimize-for balanced`), checked, timed and probed on "
+        "the calibration data benchmarks/quantize.py uses, `--optimize-for balanced`), checked, timed and probed on "
         "generated feeds (N(0,1) for the sample CNNs and token-shaped noise for transformer_tiny, synthetic text "
         "pages for PP-OCR, a synthetic tone for silero: peaks do not depend on the values); one column per candidate "
         "setting on the build, the chosen one starred. Floor: weights + planned arena + inputs/outputs + a "

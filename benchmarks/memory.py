@@ -10,9 +10,9 @@ For every sample, real and densely branched model (DenseNet-121, GoogLeNet repli
 * the measured peak RSS of an onnxruntime session of the original and of the build, each in
   a fresh process, median of three, with the cpu target's session options.
 
-    python bench/memory.py [--samples-only] [--no-rss]
+    python benchmarks/memory.py [--samples-only] [--no-rss]
 
-Writes bench/results/memory.md and bench/results/memory.json.
+Writes benchmarks/results/memory.md and benchmarks/results/memory.json.
 """
 
 from __future__ import annotations

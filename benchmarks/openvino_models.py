@@ -1,4 +1,4 @@
-"""A ResNet-18 for the OpenVINO table (bench/openvino.py), with its photos: run in the main
+"""A ResNet-18 for the OpenVINO table (benchmarks/openvino.py), with its photos: run in the main
 virtualenv (torch and scikit-image come with the bench extra), since .venv-openvino has neither.
 
 The network is torchvision's ResNet-18 architecture written out here (torchvision does not
@@ -7,12 +7,12 @@ BatchNorm statistics are then set the way training sets them, by running photo c
 in training mode, so that activations have a trained network's scale (with untouched running
 statistics a random ResNet's activations grow block by block, which no real model does).
 
-Writes, under bench/models/:
+Writes, under benchmarks/models/:
   resnet18.onnx             input 'input' 1x3x224x224 (ImageNet normalization), output 'logits'
   calib/resnet18/*.png      32 photo crops for calibration (224x224)
   heldout/resnet18.npz      12 other crops (other photos), the inputs accuracy is judged on
 
-    python bench/openvino_models.py
+    python benchmarks/openvino_models.py
 """
 
 from __future__ import annotations
