@@ -91,6 +91,9 @@ class Progress:
 
 
 class Tuner:
+    """One tune run: its candidates, the time budget, and the schedule that spends it (the
+    first race, the expensive builds, successive halving, the final race, memory probes)."""
+
     def __init__(self, model_path: Path, options: TuneOptions,
                  on_progress: Callable[[Progress], None] | None = None):
         self.model_path = Path(model_path)
