@@ -59,38 +59,38 @@ else
 endif
 
 lint: install
-	$(VENV)/bin/ruff check hwopt tests bench scripts sample_models
+	$(VENV)/bin/ruff check hwopt tests benchmarks scripts sample_models
 
-# Benchmarks write their tables to bench/results/; onnxslim is a bench-only dependency.
+# Benchmarks write their tables to benchmarks/results/; onnxslim is a bench-only dependency.
 BENCH_STAMP := $(VENV)/.hwopt-bench-installed
 $(BENCH_STAMP): pyproject.toml | $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	@touch $(BENCH_STAMP)
 
 bench: install models $(BENCH_STAMP)
-	$(PY) bench/compare_passes.py
-	$(PY) bench/memory.py
-	$(PY) bench/memory_settings.py
-	$(PY) bench/quantize.py
-	$(PY) bench/encoders.py
-	$(PY) bench/defaults.py
-	$(PY) bench/static_shapes.py
-	$(PY) bench/reproducibility.py
-	$(PY) bench/openvino_models.py
-	$(PY) bench/speed_models.py
-	$(PY) bench/optimize_speed.py --repeat 3
-	$(PY) bench/optimize_speed.py --repeat 5 --fast --models resnext50_32x4d
+	$(PY) benchmarks/compare_passes.py
+	$(PY) benchmarks/memory.py
+	$(PY) benchmarks/memory_settings.py
+	$(PY) benchmarks/quantize.py
+	$(PY) benchmarks/encoders.py
+	$(PY) benchmarks/defaults.py
+	$(PY) benchmarks/static_shapes.py
+	$(PY) benchmarks/reproducibility.py
+	$(PY) benchmarks/openvino_models.py
+	$(PY) benchmarks/speed_models.py
+	$(PY) benchmarks/optimize_speed.py --repeat 3
+	$(PY) benchmarks/optimize_speed.py --repeat 5 --fast --models resnext50_32x4d
 ifeq ($(OV_HOST),True)
 	$(MAKE) --no-print-directory $(OV_STAMP)
-	$(OV_PY) bench/openvino.py
+	$(OV_PY) benchmarks/openvino.py
 endif
 
 # Thousands of mutated sample models through every command (tests/test_fuzz.py), new ones each
 # run, then the whole hostile-model corpus including its minutes-long cases. Counts go to
-# bench/results/fuzz.json.
+# benchmarks/results/fuzz.json.
 FUZZ_EXAMPLES ?= 2500
 fuzz: install models
-	HWOPT_FUZZ_RANDOM=1 HWOPT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HWOPT_FUZZ_REPORT=bench/results/fuzz.json \
+	HWOPT_FUZZ_RANDOM=1 HWOPT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HWOPT_FUZZ_REPORT=benchmarks/results/fuzz.json \
 		$(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz.py
 	HWOPT_FULL_CORPUS=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_robustness.py
 

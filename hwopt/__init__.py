@@ -21,7 +21,7 @@ _EXPORTS = {
     "HwoptError": "hwopt.errors",
     "OptimizeOptions": "hwopt.options",
     "optimize": "hwopt.optimize",
-    "inspect_model": "hwopt.inspect",
+    "inspect_model": "hwopt.inspection",
     "TuneOptions": "hwopt.tune",
     "tune": "hwopt.tune",
 }

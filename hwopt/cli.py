@@ -532,7 +532,7 @@ def bench(
 
       hwopt bench build/cpu build/cuda --threads 4 --json
     """
-    from hwopt.benchmark import BenchOptions, benchmark
+    from hwopt.comparison import BenchOptions, benchmark
     from hwopt.errors import UsageError
     from hwopt.report.render import render_console
 
@@ -570,7 +570,7 @@ def inspect(
 
       hwopt inspect model.onnx -s tokens=1x128x768 --json
     """
-    from hwopt.inspect import inspect_model
+    from hwopt.inspection import inspect_model
     from hwopt.report.render import render_console
 
     with stdout_reserved_for_json(json_out) as emit:

@@ -14,7 +14,7 @@ model:
    rule INT8 ships by: on a tie the graph with fewer rewrites wins, so repeated runs ship the
    same build);
 3. the precision stage then quantizes every graph, so an INT8 form of the other graph can
-   still win there (hwopt.quant.search).
+   still win there (hwopt.quant.choose).
 
 The report lists every variant with its ratios and why it was kept or not.
 """
@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import onnx
 
-from hwopt.bench import bench_session_options, race_sessions
 from hwopt.errors import one_line
 from hwopt.passes.pipeline import APPLIED, PipelineResult
 from hwopt.session import ORT_ERRORS, Providers, create_session
+from hwopt.timing import bench_session_options, race_sessions
 
 # A variant must beat the pipeline's graph by more than this in a majority of up to RACES
 # races (the rule INT8 ships by): one race in several lands 10% off on these hosts.

@@ -33,7 +33,7 @@ from hwopt.model.load import LoadedModel, load_model
 from hwopt.options import FAST_BENCH_SECONDS, FAST_RACE_SECONDS, OptimizeOptions
 from hwopt.output import prepare_output_dir
 from hwopt.passes.registry import check_names
-from hwopt.quant.search import FAST_SHIP_RACES
+from hwopt.quant.choose import FAST_SHIP_RACES
 from hwopt.report.optimize import BuildReport, ModelInfo, OptimizeReport
 from hwopt.session import physical_cores
 from hwopt.stages.context import RunContext, prepare_run

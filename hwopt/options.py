@@ -1,7 +1,7 @@
 """What ``hwopt optimize`` (and quantize, and tune's builds) can be told: the one options schema.
 
 ``OptimizeOptions`` and the dataclasses nested in it (``PrecisionOptions`` here,
-``hwopt.bench.BenchConfig``, ``hwopt.gates.Gates``) are the only place an option is declared.
+``hwopt.timing.BenchConfig``, ``hwopt.gates.Gates``) are the only place an option is declared.
 Each field a config file or a flag sets names its key (``hwopt.schema.setting``); a TOML
 config (hwopt.config) and the command line's flags (hwopt.cli) are both applied with
 ``hwopt.schema.apply``, and tune's build cache hashes the whole of it (``hwopt.schema.fingerprint``).
@@ -14,13 +14,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hwopt.bench import BenchConfig
 from hwopt.errors import ConfigError, UsageError
 from hwopt.feeds.images import ImageSpec
 from hwopt.gates import Gates
 from hwopt.quant.accuracy import AccuracyBudget
 from hwopt.quant.variants import CALIBRATION_METHODS
 from hwopt.schema import checked, setting
+from hwopt.timing import BenchConfig
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 # What the measured choice of a build's memory settings favours (hwopt.memory.settings).

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from hwopt.bench import bench_session_options, race_sessions
 from hwopt.errors import one_line
 from hwopt.session import ORT_ERRORS, create_session
+from hwopt.timing import bench_session_options, race_sessions
 
 ROUNDS = 3
 # A build counts as slower than the fastest only beyond this ratio (timing noise on a host).

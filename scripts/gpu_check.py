@@ -46,7 +46,7 @@ def hwopt(*args: str, log: Path) -> int:
 
 def models() -> dict[str, tuple[Path, list[str]]]:
     found = {name: (ROOT / "sample_models" / f"{name}.onnx", shapes) for name, shapes in SAMPLES.items()}
-    real = ROOT / "bench" / "models" / "ch_PP-OCRv4_det_infer.onnx"
+    real = ROOT / "benchmarks" / "models" / "ch_PP-OCRv4_det_infer.onnx"
     fetch = ROOT.parent / "shared" / "models" / "fetch_real_models.sh"
     if not real.is_file() and fetch.is_file():
         subprocess.run(["bash", str(fetch), str(real.parent)], check=False)

@@ -12,7 +12,6 @@ import onnxruntime as ort
 import pytest
 from conftest import SAMPLES, fp32_options
 
-from hwopt.bench import BenchConfig
 from hwopt.errors import UsageError
 from hwopt.memory.probe import SessionMemory
 from hwopt.memory.settings import (
@@ -26,6 +25,7 @@ from hwopt.memory.settings import (
 from hwopt.optimize import optimize
 from hwopt.runtime import load
 from hwopt.session import ConfiguredSession, create_session, make_session_options
+from hwopt.timing import BenchConfig
 
 MiB = 1 << 20
 

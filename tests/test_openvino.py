@@ -16,7 +16,7 @@ from conftest import ROOT, SAMPLES, invoke_cli
 from hwopt import runtime
 from hwopt.errors import UsageError
 from hwopt.hostinfo import host_info
-from hwopt.quant.search import format_candidates
+from hwopt.quant.choose import format_candidates
 from hwopt.target_race import TargetRace, race_targets
 from hwopt.targets import get_target
 from hwopt.verify import compare_outputs, run_model

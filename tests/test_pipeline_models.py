@@ -18,7 +18,7 @@ from hwopt.model.stats import model_stats
 from hwopt.optimize import optimize
 
 EXPORTED = sorted((ROOT / "tests" / "fixtures" / "exported").glob("*.onnx"))
-REAL_DIR = ROOT / "bench" / "models"
+REAL_DIR = ROOT / "benchmarks" / "models"
 FETCH = ROOT.parent / "shared" / "models" / "fetch_real_models.sh"
 
 

@@ -113,9 +113,9 @@ def test_cli_shows_phases_on_a_terminal_and_nothing_off_one(tmp_path: Path) -> N
 
 
 def test_fast_bounds_the_search_and_says_what_it_left_out(tmp_path: Path) -> None:
-    from hwopt.bench import BenchConfig
     from hwopt.options import OptimizeOptions
     from hwopt.stages.memory import FAST_MEMORY_SETTINGS
+    from hwopt.timing import BenchConfig
 
     options = OptimizeOptions(output_dir=tmp_path / "b", fast=True, bench=BenchConfig(target_seconds=2.0))
     assert options.race_seconds < 0.5 and options.bench_config.target_seconds == 0.5
@@ -132,7 +132,7 @@ def test_fast_bounds_the_search_and_says_what_it_left_out(tmp_path: Path) -> Non
 def test_a_run_cap_does_not_make_a_race_shorter_than_its_floor() -> None:
     import time
 
-    from hwopt.bench import BenchConfig, measure_latency
+    from hwopt.timing import BenchConfig, measure_latency
 
     def run() -> None:
         time.sleep(0.001)

@@ -14,7 +14,7 @@ from conftest import SAMPLES, invoke_cli
 from passtest import make_model
 
 from hwopt.hostinfo import host_info
-from hwopt.quant.search import format_candidates, layer_groups
+from hwopt.quant.choose import format_candidates, layer_groups
 from hwopt.quant.sensitivity import rank_nodes
 
 SAMPLE = SAMPLES / "mobilenetv2_tiny.onnx"
@@ -148,7 +148,7 @@ def test_calibration_sample_stands_in_for_generated_feeds(tmp_path: Path, monkey
 def test_a_layer_group_goes_back_to_float_only_when_every_race_agrees() -> None:
     from types import SimpleNamespace
 
-    from hwopt.quant.search import GROUP_RACES, SearchSettings, VariantRecord, _Search
+    from hwopt.quant.choose import GROUP_RACES, SearchSettings, VariantRecord, _Search
     from hwopt.quant.variants import QuantConfig
 
     def decide(races: list[tuple[float, float]]) -> tuple[bool, int]:
@@ -193,7 +193,7 @@ def test_a_model_the_quantizer_cannot_touch_is_never_called_int8(tmp_path: Path)
 def test_int8_ships_only_when_most_races_beat_fp32() -> None:
     from types import SimpleNamespace
 
-    from hwopt.quant.search import SHIP_RACES, SearchSettings, VariantRecord, _Search
+    from hwopt.quant.choose import SHIP_RACES, SearchSettings, VariantRecord, _Search
     from hwopt.quant.variants import QuantConfig
 
     def decide(races: list[float | None]) -> tuple[bool, float | None, int]:
@@ -268,7 +268,7 @@ def test_calib_generated_lets_static_int8_compete_with_a_loud_warning(tmp_path: 
 
 
 def test_dynamic_variants_quantize_every_float_graph() -> None:
-    from hwopt.quant.search import dynamic_candidates
+    from hwopt.quant.choose import dynamic_candidates
 
     host = dataclasses.replace(host_info(), machine="x86_64", isa=("AVX2", "AVX-512 VNNI"))
     configs = dynamic_candidates(host, ["", "transformer-fused graph"])
@@ -292,8 +292,8 @@ def test_calib_generated_is_an_option_not_a_folder(tmp_path: Path, monkeypatch) 
 
 
 def test_formats_within_the_noise_rank_in_a_fixed_order() -> None:
-    from hwopt.quant.search import VariantRecord as Record
-    from hwopt.quant.search import stable_ranking
+    from hwopt.quant.choose import VariantRecord as Record
+    from hwopt.quant.choose import stable_ranking
     from hwopt.quant.variants import QuantConfig
 
     qdq, qop, dyn = QuantConfig(fmt="qdq"), QuantConfig(fmt="qoperator"), QuantConfig(fmt="dynamic")

@@ -1,7 +1,7 @@
 """hwopt tune: the search, its outputs, the cache, interruption and --resume.
 
 The searches here are small (a tiny model, two recipes, a few session variants, seconds of
-budget): they check what the search does, not how fast the result is; bench/tune.py measures
+budget): they check what the search does, not how fast the result is; benchmarks/tune.py measures
 that on the sample and real models.
 """
 
@@ -17,8 +17,9 @@ from conftest import invoke_cli, sha256
 
 from hwopt.options import OptimizeOptions, PrecisionOptions
 from hwopt.tune import TuneOptions, tune
-from hwopt.tune.report import pareto
-from hwopt.tune.search import ANCHOR, RESULTS_FILE
+from hwopt.tune.outcome import pareto
+from hwopt.tune.results import RESULTS_FILE
+from hwopt.tune.search import ANCHOR
 
 
 def _options(out: Path, **kwargs) -> TuneOptions:
@@ -83,7 +84,7 @@ def test_tune_writes_a_loadable_build_with_the_options_it_found(tiny_model_path:
 def test_interrupted_search_keeps_its_best_and_resume_reuses_the_cache(
     tiny_model_path: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    import hwopt.tune.search as search
+    import hwopt.tune.builds as builds_module
 
     out = tmp_path / "out"
     races = []
@@ -100,8 +101,8 @@ def test_interrupted_search_keeps_its_best_and_resume_reuses_the_cache(
     measured = {c.id for c in first.candidates if c.ratio is not None}
 
     builds = []
-    real_optimize = search.optimize
-    monkeypatch.setattr(search, "optimize", lambda *a, **k: builds.append(a) or real_optimize(*a, **k))
+    real_optimize = builds_module.optimize
+    monkeypatch.setattr(builds_module, "optimize", lambda *a, **k: builds.append(a) or real_optimize(*a, **k))
     second = tune(tiny_model_path, _options(out, resume=True))
     assert builds == [], "every recipe came from the build cache"
     assert not second.interrupted and second.best is not None

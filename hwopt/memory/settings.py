@@ -45,12 +45,12 @@ import onnx
 from onnx import TensorProto, helper
 
 from hwopt import progress
-from hwopt.bench import bench_session_options, race_sessions
 from hwopt.errors import one_line
 from hwopt.feeds.inputs import save_npz
 from hwopt.memory.probe import MeasurementFailed, SessionMemory, measure_session_memory
 from hwopt.options import GOALS
 from hwopt.session import ORT_ERRORS, Providers, create_session, physical_cores
+from hwopt.timing import bench_session_options, race_sessions
 
 # balanced: a setting may be this much slower than the fastest (the median of its races).
 BALANCED_SLACK = 1.03

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from hwopt.bench import LatencyStats
 from hwopt.feeds.inputs import InputSpec
 from hwopt.gates import GateResult
 from hwopt.graph_choice import GraphChoice
@@ -22,7 +21,7 @@ from hwopt.model.stats import ModelStats
 from hwopt.passes.base import PassRecord
 from hwopt.progress import PhaseTime
 from hwopt.quant.accuracy import AccuracyResult
-from hwopt.quant.search import PrecisionReport
+from hwopt.quant.choose import PrecisionReport
 from hwopt.report.render import (
     Document,
     Table,
@@ -35,6 +34,7 @@ from hwopt.report.render import (
     timing_table,
 )
 from hwopt.targets.base import Check
+from hwopt.timing import LatencyStats
 from hwopt.verify import OutputDiff
 
 SCHEMA = "hwopt.report/1"

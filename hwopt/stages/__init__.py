@@ -3,7 +3,7 @@
 - ``context``: what every target of a run shares (model, check feeds, reference outputs,
   rounding noise, the graph pipelines already run);
 - ``graphs``: the float graphs a build may ship (the verified pipeline, measured variants);
-- ``precision``: FP32 or INT8, by measurement (hwopt.quant.search);
+- ``precision``: FP32 or INT8, by measurement (hwopt.quant.choose);
 - ``target``: one target's build from those, through the target's last step (hwopt.targets);
 - ``memory``: where the weights live and which memory settings deploy, measured;
 - ``measure``: partition, latency and the memory report of a written build;

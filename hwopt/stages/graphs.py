@@ -11,7 +11,7 @@ from hwopt.errors import UsageError
 from hwopt.graph_choice import GraphChoice, applies, choose_graph
 from hwopt.passes.base import PassRecord
 from hwopt.passes.pipeline import NOT_KEPT, PipelineResult
-from hwopt.quant.search import PIPELINE_GRAPH
+from hwopt.quant.choose import PIPELINE_GRAPH
 from hwopt.stages.context import RunContext, session_options_for
 from hwopt.targets import Target
 

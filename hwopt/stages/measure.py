@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 
 from hwopt import progress
-from hwopt.bench import BenchConfig, bench_session_options, measure_latency
 from hwopt.feeds.inputs import save_npz
 from hwopt.memory.analysis import MemoryAnalysis, analyze_memory
 from hwopt.memory.probe import measure_session_memory
@@ -25,6 +24,7 @@ from hwopt.report.optimize import BuildReport, Latency, MemoryReport, Partition
 from hwopt.session import ORT_ERRORS, create_session, default_session_options
 from hwopt.stages.context import RunContext
 from hwopt.stages.files import MEMORY_PLAN, MODEL_FILE
+from hwopt.timing import BenchConfig, bench_session_options, measure_latency
 
 # The onnxruntime settings that decide how much memory a session takes, recorded beside the
 # measurement.

@@ -26,7 +26,7 @@ WEIGHTS_FILE_MIN = 1 << 20
 
 
 # --fast: the memory settings it measures (onnxruntime's defaults first; the ones that won most
-# often in bench/results/memory_settings.md), one race each.
+# often in benchmarks/results/memory_settings.md), one race each.
 FAST_MEMORY_SETTINGS = ("pattern+arena", "no-pattern", "exact-arena", "exact-arena-no-prepack")
 
 

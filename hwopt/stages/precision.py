@@ -2,7 +2,7 @@
 
 ``--precision fp32`` skips it. ``auto`` (the cpu default) and ``int8`` gather samples (the
 user's ``--calib`` folder or file, else feeds generated from the graph), hold some out for the
-accuracy check, and run hwopt.quant.search. Static INT8, whose activation scales come from the
+accuracy check, and run hwopt.quant.choose. Static INT8, whose activation scales come from the
 calibration samples, is a candidate only with real samples or when the user accepts generated
 ones (``--calib generated``, with a loud warning); dynamic INT8 is always one. ``auto`` ships
 whatever wins; ``int8`` is a request: when no INT8 variant is faster than FP32 within the
@@ -23,7 +23,7 @@ from hwopt.feeds.inputs import InputSpec
 from hwopt.feeds.sources import calibration_sets
 from hwopt.hostinfo import host_info
 from hwopt.options import PrecisionOptions
-from hwopt.quant.search import PrecisionReport, SearchSettings, choose_precision
+from hwopt.quant.choose import PrecisionReport, SearchSettings, choose_precision
 from hwopt.session import Providers
 
 

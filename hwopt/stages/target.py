@@ -16,7 +16,7 @@ from hwopt.output import MANIFEST, save_model_atomic
 from hwopt.passes.base import PassRecord
 from hwopt.passes.pipeline import NOT_KEPT, PipelineResult
 from hwopt.quant.accuracy import compare
-from hwopt.quant.search import PrecisionReport
+from hwopt.quant.choose import PrecisionReport
 from hwopt.report.optimize import Accuracy, BuildReport, Latency
 from hwopt.stages.context import RunContext, session_options_for
 from hwopt.stages.files import INT8_VARIANTS, MEMORY_PLAN, MODEL_FILE, manifest

@@ -2,8 +2,10 @@
 an accuracy budget and a time budget; write the best build and a Pareto report.
 
 ``hwopt.tune.space`` says what is searched, ``hwopt.tune.search`` how (racing against an
-anchor, successive halving, a build cache, resumable results), ``hwopt.tune.report`` what
-comes out.
+anchor, successive halving), ``hwopt.tune.builds`` builds the recipes into the build cache
+(``hwopt.tune.cache``), ``hwopt.tune.race`` times one race (here or on ``hwopt.tune.workers``),
+``hwopt.tune.memory`` probes peak memory, ``hwopt.tune.results`` keeps the resumable results,
+and ``hwopt.tune.outcome`` what comes out (its report is ``hwopt.report.tune``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from hwopt.tune.report import TuneReport, build_report, write_outputs
+from hwopt.report.tune import TuneReport
+from hwopt.tune.outcome import build_report, write_outputs
 from hwopt.tune.search import Progress, TuneOptions, Tuner
 
 

@@ -23,44 +23,28 @@ interrupted run (Ctrl-C, SIGTERM) keeps what it measured, writes the best build 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import onnx
-
-from hwopt import guard, schema
-from hwopt.bench import BenchConfig, LatencyStats, bench_session_options, measure_latency
-from hwopt.errors import OutputError, TargetUnavailable, UsageError, one_line
-from hwopt.feeds.inputs import save_npz
-from hwopt.memory.analysis import analyze_memory
-from hwopt.memory.probe import MeasurementFailed, measure_session_memory
+from hwopt import guard
+from hwopt.errors import TargetUnavailable, UsageError
 from hwopt.model.load import load_model
-from hwopt.optimize import optimize
 from hwopt.options import OptimizeOptions
-from hwopt.output import (
-    MANIFEST,
-    REPORT_JSON,
-    TUNE_RESULTS,
-    file_sha256,
-    prepare_output_dir,
-    write_bytes_atomic,
-    write_json_atomic,
-)
-from hwopt.quant.accuracy import AccuracyBudget, AccuracyResult, compare
-from hwopt.session import ORT_ERRORS, create_session
+from hwopt.output import prepare_output_dir
+from hwopt.quant.accuracy import AccuracyBudget, AccuracyResult
+from hwopt.report.tune import Candidate
 from hwopt.stages.context import prepare_run, session_options_for
-from hwopt.stages.files import INT8_VARIANTS, MEMORY_PLAN, MODEL_FILE, versions
 from hwopt.targets import get_target
 from hwopt.targets.base import Target
+from hwopt.timing import LatencyStats
+from hwopt.tune.builds import Built, RecipeBuilds
+from hwopt.tune.cache import BuildCache
+from hwopt.tune.memory import measure_memory
+from hwopt.tune.race import open_and_check, time_sessions
+from hwopt.tune.results import RESULTS_FILE, ResultsLog, results_header
 from hwopt.tune.space import (
     HWOPT,
     ORIGINAL,
@@ -73,9 +57,6 @@ from hwopt.tune.space import (
 )
 from hwopt.tune.workers import RaceEntry, Workers
 
-RESULTS_FILE = TUNE_RESULTS
-RESULTS_SCHEMA = "hwopt.tune-results/1"
-CACHE_DIR = ".tune-cache"
 ANCHOR = f"{ORIGINAL}/{ORT_DEFAULTS}"
 ETA = 3  # successive halving keeps a third of the candidates after each rung
 FINALISTS = 3
@@ -99,77 +80,6 @@ class TuneOptions:
 
 
 @dataclasses.dataclass
-class Candidate:
-    """One (recipe, session variant) pair and what the search learned about it."""
-
-    recipe: str
-    variant: str
-    status: str = "pending"  # pending | measured | stopped | rejected | failed
-    reason: str = ""
-    rung: int = -1  # the last race it ran in: 0 first race, higher = longer races
-    ratio: float | None = None  # p50 / the anchor's p50 in its last race
-    stats: LatencyStats | None = None  # its last race
-    final: bool = False  # its numbers come from the final race
-    accuracy: AccuracyResult | None = None
-    memory_bytes: int | None = None
-    size_bytes: int | None = None
-    found_at_s: float | None = None  # seconds into the search when it was first timed
-    session_options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    providers: list[tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=list)
-
-    @property
-    def id(self) -> str:
-        return f"{self.recipe}/{self.variant}"
-
-    @property
-    def usable(self) -> bool:
-        return self.status in ("measured", "stopped") and self.ratio is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "recipe": self.recipe, "variant": self.variant, "status": self.status,
-            "reason": self.reason, "rung": self.rung, "ratio": self.ratio, "final": self.final,
-            "latency": self.stats.to_dict() if self.stats else None,
-            "accuracy": self.accuracy.to_dict() if self.accuracy else None,
-            "memory_bytes": self.memory_bytes, "size_bytes": self.size_bytes, "found_at_s": self.found_at_s,
-            "session_options": self.session_options,
-            "providers": [{"name": n, "options": o} for n, o in self.providers],
-        }
-
-    def restore(self, data: Mapping[str, Any]) -> None:
-        """Take back what an earlier, interrupted run measured (``--resume``)."""
-        self.status, self.reason, self.rung = data["status"], data["reason"], data["rung"]
-        self.ratio, self.found_at_s = data["ratio"], data["found_at_s"]
-        self.memory_bytes, self.size_bytes = data["memory_bytes"], data["size_bytes"]
-        if data.get("latency"):
-            self.stats = LatencyStats.from_dict(data["latency"])
-        if data.get("accuracy"):
-            self.accuracy = AccuracyResult(**data["accuracy"])
-
-
-@dataclasses.dataclass
-class Built:
-    """A recipe's build folder (a complete ``hwopt optimize`` build) and what it reported."""
-
-    recipe: Recipe
-    folder: Path
-    report: dict[str, Any]
-    manifest: dict[str, Any]
-
-    @property
-    def model_path(self) -> Path:
-        return self.folder / self.manifest["model"]
-
-    @property
-    def model_sha256(self) -> str:
-        return self.manifest["files"][self.manifest["model"]]
-
-    @property
-    def report_build(self) -> dict[str, Any]:
-        return self.report["builds"][0]
-
-
-@dataclasses.dataclass
 class Progress:
     """What a progress display shows after each step."""
 
@@ -182,18 +92,17 @@ class Progress:
 
 
 class Tuner:
+    """One tune run: its candidates, the time budget, and the schedule that spends it (the
+    first race, the expensive builds, successive halving, the final race, memory probes)."""
+
     def __init__(self, model_path: Path, options: TuneOptions,
                  on_progress: Callable[[Progress], None] | None = None):
         self.model_path = Path(model_path)
         self.options = options
         self.on_progress = on_progress or (lambda p: None)
         self.candidates: dict[str, Candidate] = {}
-        self.built: dict[str, Built] = {}
         self.recipe_notes: dict[str, str] = {}
-        self.build_errors: dict[str, str] = {}  # recipe -> why a worker could not build it
         self.survivors: list[Candidate] = []  # what the last rung of successive halving kept
-        self.variant_recipes: dict[str, list[str]] = {}  # INT8 recipe -> its variants' recipes
-        self._decisive: dict[str, Any] | None = None  # what every cache key hashes (see _cache_folder)
         self.sessions: dict[str, Any] = {}
         self.timeline: list[tuple[float, str, float]] = []  # (seconds, best id, best ratio)
         self.interrupted = ""
@@ -232,8 +141,11 @@ class Tuner:
             opts.output_dir or Path.cwd() / f"{self.model_path.stem}.tune",
             protected=[self.model_path, *(self.model_path.parent / f for f in self.loaded.external_files)],
         )
+        self.builds = RecipeBuilds(self.model_path, self.loaded, self.checks, self.target, opts.base,
+                                   BuildCache(self.out_dir, self.loaded, self.target, opts.base))
         self.recipes.setdefault(ORIGINAL, next(r for r in recipes(self.target) if r.name == ORIGINAL))
-        self.results = ResultsLog(self.out_dir / RESULTS_FILE, self._header(), resume=opts.resume)
+        self.results = ResultsLog(self.out_dir / RESULTS_FILE, results_header(self.loaded, self.target, opts.base),
+                                  resume=opts.resume)
         for data in self.results.previous:
             c = self._candidate(data["recipe"], data["variant"])
             c.restore(data)
@@ -241,16 +153,10 @@ class Tuner:
         if opts.workers:
             self.workers = Workers(opts.workers, self.target.name)
 
-    def _header(self) -> dict[str, Any]:
-        base = self.options.base
-        return {
-            "schema": RESULTS_SCHEMA,
-            "source_sha256": self.loaded.sha256,
-            "target": self.target.name,
-            "input_shapes": {k: list(v) for k, v in base.input_shapes.items()},
-            "budget": base.precision.budget.to_dict(),
-            "versions": versions(),
-        }
+    @property
+    def built(self) -> dict[str, Built]:
+        """The recipes built so far, by name."""
+        return self.builds.built
 
     def _candidate(self, recipe: str, variant: str) -> Candidate:
         key = f"{recipe}/{variant}"
@@ -293,7 +199,7 @@ class Tuner:
 
     def _search(self) -> None:
         if self.workers is not None:
-            self._build_on_workers()
+            self.builds.build_on_workers(self.recipes.values(), self.workers, self._report_progress)
         cheap = [r for r in self.recipes.values() if r.cost < 2]
         expensive = [r for r in self.recipes.values() if r.cost >= 2]
         for recipe in cheap:
@@ -303,12 +209,11 @@ class Tuner:
         first_seconds = self._rung_seconds(len(first), share=0.08)
         self._race([c for c in first if c.status == "pending"], first_seconds, rung=0)
         for recipe in expensive:
-            cached = (self._cache_folder(recipe) / MANIFEST).is_file()
-            if not cached and self.left() < 0.35 * self.options.budget_seconds:
+            if not self.builds.is_cached(recipe) and self.left() < 0.35 * self.options.budget_seconds:
                 self.recipe_notes[recipe.name] = "not built: too little of the time budget left"
                 continue
             names = [recipe.name] if self._build(recipe) else []
-            names += self.variant_recipes.pop(recipe.name, [])
+            names += self.builds.variant_recipes.pop(recipe.name, [])
             if names:
                 self._race([self._candidate(n, TARGET_DEFAULTS) for n in names], first_seconds, rung=0,
                            against=self._leaders(1))
@@ -317,7 +222,8 @@ class Tuner:
         if self.options.memory and self.workers is not None and self.workers.remote:
             self.recipe_notes["memory"] = "not measured: the candidates ran on the cluster's machines, not this one"
         elif self.options.memory:
-            self._measure_memory()
+            measure_memory(self.candidates.values(), self.built, {m.label for m in self.target.memory_settings},
+                           self.checks.feeds[0], self.left, self._report_progress, self._save)
         for c in self.candidates.values():
             if c.status == "pending":
                 c.status, c.reason = "not run", "the time budget ran out first"
@@ -377,147 +283,22 @@ class Tuner:
     def _build(self, recipe: Recipe) -> bool:
         """Build ``recipe`` (or take it from the cache); False when it yields nothing new."""
         self._report_progress(f"building {recipe.name}")
-        folder = self._cache_folder(recipe)
-        error = self.build_errors.get(recipe.name)
-        if error is not None:
-            self._recipe_failed(recipe, f"cannot build: {error}")
+        refused = self.builds.build(recipe)
+        for name in self.builds.variant_recipes.get(recipe.name, []):
+            self.recipes[name] = self.built[name].recipe
+        if refused is not None:
+            self._recipe_failed(recipe, refused.reason, refused.status)
             return False
-        if not (folder / MANIFEST).is_file():
-            try:
-                optimize(self.model_path, dataclasses.replace(self._build_options(recipe), output_dir=folder))
-            except UsageError as exc:
-                self._recipe_failed(recipe, f"cannot build: {one_line(exc)}")
-                return False
-        report = json.loads((folder / REPORT_JSON).read_text())
-        manifest = json.loads((folder / MANIFEST).read_text())
-        built = Built(recipe, folder, report, manifest)
-        if recipe.precision == "int8":
-            # Even when the search kept FP32, its variants within budget are tune's to time.
-            self.variant_recipes[recipe.name] = self._int8_variants(built)
-        label = manifest["precision"]
-        if recipe.precision != "fp32" and label != recipe.precision:
-            reason = (built.report_build.get("precision") or {}).get("reason") or f"the build is {label}"
-            self._recipe_failed(recipe, f"no {recipe.precision.upper()} build: {reason}")
-            return False
-        same = next((b.recipe.name for b in self.built.values() if b.model_sha256 == built.model_sha256), None)
-        if same is not None:
-            self._recipe_failed(recipe, f"the same model as {same}", status="stopped")
-            return False
-        self.built[recipe.name] = built
         return True
 
     def _save(self, c: Candidate) -> None:
         self.results.write(c, self.elapsed())
-
-    def _int8_variants(self, built: Built) -> list[str]:
-        """The INT8 search's other variants within budget, each as a recipe of its own with a
-        build folder like the search's pick (the INT8 choice is a measurement, and tune
-        measures more carefully than the search has time to)."""
-        listing = built.folder / INT8_VARIANTS / "variants.json"
-        if not listing.is_file():
-            return []
-        names = []
-        for index, entry in enumerate(json.loads(listing.read_text())):
-            name = f"{built.recipe.name}-v{index}"
-            folder = built.folder.parent / f"{built.folder.name}-v{index}"
-            if not (folder / MANIFEST).is_file():
-                self._derive_build(built, built.folder / INT8_VARIANTS / entry["file"], folder, entry["label"])
-            manifest = json.loads((folder / MANIFEST).read_text())
-            derived = Built(Recipe(name, f"INT8 variant {entry['label']} (from the INT8 search)", built.recipe.passes,
-                                   "int8", built.recipe.cost), folder, json.loads((folder / REPORT_JSON).read_text()),
-                            manifest)
-            if derived.model_sha256 == built.model_sha256 or any(
-                    b.model_sha256 == derived.model_sha256 for b in self.built.values()):
-                continue  # the search's own pick
-            self.recipes[name] = derived.recipe
-            self.built[name] = derived
-            names.append(name)
-        return names
-
-    def _derive_build(self, base: Built, model_path: Path, folder: Path, label: str) -> None:
-        """A build folder like ``base`` whose model is ``model_path``; the manifest last."""
-        folder.mkdir(parents=True, exist_ok=True)
-        model = onnx.load(str(model_path))
-        write_bytes_atomic(folder / MODEL_FILE, model_path.read_bytes())
-        plan = analyze_memory(model, self.checks.specs, feeds=self.checks.feeds[0]).plan_document(self.checks.specs)
-        write_json_atomic(folder / MEMORY_PLAN, plan)
-        report = json.loads((base.folder / REPORT_JSON).read_text())
-        for entry in report["builds"]:
-            entry["optimized"]["serialized_bytes"] = model_path.stat().st_size
-            entry.setdefault("warnings", []).append(
-                f"hwopt tune shipped INT8 variant {label}, not the one the INT8 search chose; its precision "
-                "section describes the search")
-        write_json_atomic(folder / REPORT_JSON, report)
-        write_bytes_atomic(folder / "report.md", (base.folder / "report.md").read_bytes())
-        manifest = dict(base.manifest)
-        manifest["model"] = MODEL_FILE
-        manifest["files"] = {name: file_sha256(folder / name) for name in (MODEL_FILE, MEMORY_PLAN)}
-        manifest["precision"] = "int8"
-        manifest["int8_variant"] = label
-        write_json_atomic(folder / MANIFEST, manifest)
-
-    def _build_options(self, recipe: Recipe) -> OptimizeOptions:
-        base = self.options.base
-        return dataclasses.replace(
-            base, targets=(self.target.name,), measure=False,
-            passes=list(recipe.passes) if recipe.passes is not None else None, skip_passes=(),
-            # The INT8 search times its variants as optimize does: with less time per variant
-            # it picked a slower variant (inception_tiny: 1.03x optimize's INT8 build).
-            precision=dataclasses.replace(base.precision, mode=recipe.precision, force=False,
-                                          keep_variants=recipe.precision == "int8"),
-            gates=dataclasses.replace(base.gates), session_overrides={},
-        )
-
-    def _build_on_workers(self) -> None:
-        """Build every recipe not in the cache in parallel on the workers, into the cache."""
-        jobs = {r.name: self._build_options(r) for r in self.recipes.values()
-                if not (self._cache_folder(r) / MANIFEST).is_file()}
-        if not jobs:
-            return
-        self._report_progress(f"building {len(jobs)} recipes on the workers")
-        source = self.model_path.parent
-        files = {self.model_path.name: self.model_path.read_bytes(),
-                 **{name: (source / name).read_bytes() for name in self.loaded.external_files}}
-        for name, result in self.workers.build_many(files, self.model_path.name, jobs).items():
-            if isinstance(result, str):
-                self.build_errors[name] = result
-                continue
-            folder = prepare_output_dir(self._cache_folder(self.recipes[name]),
-                                        protected=[self.model_path])
-            for file_name, data in result.items():
-                if Path(file_name).is_absolute() or ".." in Path(file_name).parts:
-                    raise OutputError(f"--workers: a worker returned the file '{file_name}', outside its build")
-                if file_name != MANIFEST:
-                    (folder / file_name).parent.mkdir(parents=True, exist_ok=True)
-                    write_bytes_atomic(folder / file_name, data)
-            write_bytes_atomic(folder / MANIFEST, result[MANIFEST])  # last: the build is complete
 
     def _recipe_failed(self, recipe: Recipe, reason: str, status: str = "rejected") -> None:
         self.recipe_notes[recipe.name] = reason
         c = self._candidate(recipe.name, TARGET_DEFAULTS)
         c.status, c.reason = status, reason
         self._save(c)
-
-    def _cache_folder(self, recipe: Recipe) -> Path:
-        """Where ``recipe``'s build is cached: a hash of the options it is built with (the whole
-        options schema but where the output goes), and of what those options point at."""
-        if self._decisive is None:  # once: it digests the feeds file and the calibration folder
-            self._decisive = self._decisive_files()
-        key = schema.fingerprint(self._build_options(recipe), {**self._decisive, "recipe": dataclasses.asdict(recipe)})
-        return self.out_dir / CACHE_DIR / key[:20]
-
-    def _decisive_files(self) -> dict[str, Any]:
-        """What the options name but do not hold: the model's, feeds' and samples' contents, the
-        target's resolved options and the versions that build."""
-        base = self.options.base
-        calib = base.precision.calib_path
-        return {
-            "source": self.loaded.sha256,
-            "target_options": dict(self.target.options),
-            "inputs": _file_digest(base.inputs_file),
-            "calib": _file_digest(calib) if calib else None,
-            "versions": versions(),
-        }
 
     # --- timing ----------------------------------------------------------------------------
 
@@ -616,129 +397,3 @@ class Tuner:
             if outcome.get("stats") is not None:
                 stats[c.id] = LatencyStats.from_dict(outcome["stats"])
         return stats
-
-    def _measure_memory(self) -> None:
-        """Peak RSS of the finalists, then of the memory-minded variants, while time lasts."""
-        memory_minded = {m.label for m in self.target.memory_settings}
-        order = sorted((c for c in self.candidates.values() if c.usable and c.memory_bytes is None),
-                       key=lambda c: (not c.final, c.variant not in memory_minded, c.ratio))
-        # The final race's entrants are measured even a little past the budget: the memory
-        # front and the table need them, and there are at most a handful.
-        with tempfile.TemporaryDirectory(prefix="hwopt-tune-") as tmp:
-            feeds_path = Path(tmp) / "feeds.npz"
-            save_npz(feeds_path, self.checks.feeds[0])
-            for c in order:
-                if self.left() <= 0 and not c.final:
-                    break
-                built = self.built[c.recipe]
-                self._report_progress(f"memory of {c.id}")
-                try:
-                    memory = measure_session_memory(built.model_path,
-                                                    [{"name": n, "options": o} for n, o in c.providers],
-                                                    c.session_options, feeds_path, base_dir=built.folder)
-                except MeasurementFailed:
-                    continue
-                c.memory_bytes = memory.session_bytes
-                self._save(c)
-
-
-def open_and_check(model_path: Path, base_dir: Path, session_options: Mapping[str, Any],
-                   providers: Sequence[tuple[str, Mapping[str, Any]]], feeds: Sequence[Mapping[str, np.ndarray]],
-                   references: Sequence[Mapping[str, np.ndarray]], budget: AccuracyBudget) -> tuple[Any, dict]:
-    """A candidate's timing session and its accuracy check against the original's outputs:
-    (session or None, {"status": ok | failed | rejected, "reason", "accuracy"})."""
-    try:
-        session = create_session(model_path, bench_session_options(session_options), providers, base_dir=base_dir)
-        names = [o.name for o in session.get_outputs()]
-        outputs = [dict(zip(names, session.run(None, f))) for f in feeds]
-    except ORT_ERRORS as exc:
-        return None, {"status": "failed", "reason": f"onnxruntime: {one_line(exc)}", "accuracy": None}
-    accuracy = compare(references, outputs)
-    violations = accuracy.violations(budget)
-    if violations:
-        return None, {"status": "rejected", "reason": "over the accuracy budget: " + "; ".join(violations),
-                      "accuracy": accuracy.to_dict()}
-    return session, {"status": "ok", "reason": "", "accuracy": accuracy.to_dict()}
-
-
-def time_sessions(sessions: Mapping[str, Any], feeds: Mapping[str, np.ndarray],
-                  seconds: float) -> dict[str, LatencyStats]:
-    """Time the sessions interleaved on ``feeds``: one race."""
-    runners = {cid: (lambda s=s: s.run(None, feeds)) for cid, s in sessions.items()}
-    with guard.phase("tune race", "run"):
-        return measure_latency(runners, BenchConfig(warmup_runs=2, min_runs=3, target_seconds=seconds),
-                               batch=_batch(feeds))
-
-
-def _batch(feeds: Mapping[str, np.ndarray]) -> int:
-    first = next(iter(feeds.values()), None)
-    return int(first.shape[0]) if first is not None and first.ndim > 0 else 1
-
-
-def _file_digest(path: Path | None) -> str | None:
-    """A digest of a file or a folder's files (names, sizes, times): enough to see a change."""
-    if path is None:
-        return None
-    path = Path(path)
-    if path.is_dir():
-        entries = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
-                         for p in path.rglob("*") if p.is_file())
-        return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
-    if path.is_file():
-        st = path.stat()
-        return hashlib.sha256(f"{path.name}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
-    return None
-
-
-class ResultsLog:
-    """``tune-results.jsonl``: a header line, then one line per candidate update, appended and
-    fsync'ed as the search goes, so an interrupted run loses nothing it measured."""
-
-    def __init__(self, path: Path, header: dict[str, Any], resume: bool):
-        self.path = path
-        self.previous: list[dict[str, Any]] = []
-        self.previous_elapsed = 0.0
-        if resume:
-            self._read(header)
-        elif path.exists():
-            path.unlink()
-        self.started = time.monotonic()
-        if not self.path.exists():
-            self._append({"header": header})
-
-    def _read(self, header: dict[str, Any]) -> None:
-        if not self.path.is_file():
-            raise UsageError(f"--resume: {self.path} does not exist; run without --resume to start")
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        records = []
-        for line in lines:
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue  # a line torn by the interruption
-        first = records[0].get("header") if records else None
-        if not isinstance(first, dict):
-            raise UsageError(f"--resume: {self.path} is not a tune results file")
-        for key in ("source_sha256", "target", "input_shapes", "budget"):
-            if first.get(key) != header[key]:
-                raise UsageError(f"--resume: {self.path} was written for another {key.replace('_', ' ')}; "
-                                 "run without --resume to start over")
-        latest: dict[str, dict[str, Any]] = {}
-        for record in records[1:]:
-            if "candidate" in record:
-                latest[record["candidate"]["id"]] = record["candidate"]
-                self.previous_elapsed = max(self.previous_elapsed, record.get("elapsed_s", 0.0))
-        self.previous = list(latest.values())
-
-    def write(self, candidate: Candidate, elapsed: float) -> None:
-        self._append({"candidate": candidate.to_dict(), "elapsed_s": round(elapsed, 2)})
-
-    def _append(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, sort_keys=True) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-
-
-def clear_cache(out_dir: Path) -> None:
-    shutil.rmtree(Path(out_dir) / CACHE_DIR, ignore_errors=True)

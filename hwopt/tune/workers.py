@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hwopt.errors import HwoptError, UsageError, one_line
+from hwopt.tune.race import open_and_check, time_sessions
 
 TIMER = "hwopt_timer"
 
@@ -109,8 +110,6 @@ def _build_task(model_files: Mapping[str, bytes], model: str, options: Any) -> d
 def _race_task(entries: Sequence[RaceEntry], feeds: Sequence[Mapping[str, Any]],
                references: Sequence[Mapping[str, Any]], seconds: float, budget: Any) -> dict[str, dict[str, Any]]:
     """One race on a worker: each entry's accuracy check, then all timed interleaved."""
-    from hwopt.tune.search import open_and_check, time_sessions
-
     results: dict[str, dict[str, Any]] = {}
     sessions = {}
     with tempfile.TemporaryDirectory(prefix="hwopt-tune-race-") as tmp:
