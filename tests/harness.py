@@ -35,6 +35,8 @@ COMMANDS = {
     "quantize": lambda model, out: ["quantize", model, "-o", out, "--calib-samples", "2", "--bench-seconds", "0.02",
                                     "--json"],
     "bench": lambda model, out: ["bench", model, "--seconds", "0.02", "--no-memory", "--json"],
+    # The smallest budget tune takes; the cheap builds, the races and the final race still run.
+    "tune": lambda model, out: ["tune", model, "-o", out, "--budget-minutes", "0.05", "--no-memory", "--json"],
 }
 
 

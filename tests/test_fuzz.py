@@ -37,8 +37,8 @@ REPORT = os.environ.get("HWOPT_FUZZ_REPORT")
 # The default run is part of make test: the same examples every time.
 DERANDOMIZE = os.environ.get("HWOPT_FUZZ_RANDOM") != "1"
 
-# Quantize is the slowest; inspect the fastest and the one that reads the most odd fields.
-COMMAND_WEIGHTS = ["inspect"] * 3 + ["optimize"] * 4 + ["bench"] * 2 + ["quantize"]
+# Quantize and tune are the slowest; inspect the fastest and the one that reads the most odd fields.
+COMMAND_WEIGHTS = ["inspect"] * 3 + ["optimize"] * 4 + ["bench"] * 2 + ["quantize", "tune"]
 
 OP_TYPES = ["Conv", "Relu", "Add", "Reshape", "Transpose", "MatMul", "Gemm", "Softmax", "Concat", "Loop", "If",
             "BatchNormalization", "Resize", "NoSuchOp", ""]

@@ -129,17 +129,27 @@ def test_fast_bounds_the_search_and_says_what_it_left_out(tmp_path: Path) -> Non
     assert "the static INT8 probe" in note and "4 candidates" in note
 
 
-def test_a_run_cap_does_not_make_a_race_shorter_than_its_floor() -> None:
-    import time
+def test_a_run_cap_does_not_make_a_race_shorter_than_its_floor(monkeypatch) -> None:
+    import types
 
+    from hwopt import timing
     from hwopt.timing import BenchConfig, measure_latency
 
+    # The run counts follow from the warm-up's time, so the test keeps its own clock: each run
+    # takes exactly one step of it (about 1 ms; a power of two, so differences of the clock
+    # are exact). With time.sleep(0.001) on a loaded host, one warm-up run delayed past 8.3 ms
+    # made the floor's estimate int(0.05 / 0.0083) = 5 runs (13 failures in 300 repeats),
+    # though the code did what it should with the time it measured.
+    step = 2.0**-10
+    clock = [0.0]
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+
     def run() -> None:
-        time.sleep(0.001)
+        clock[0] += step
 
     capped = measure_latency({"a": run, "b": run}, BenchConfig(warmup_runs=1, min_runs=2, max_runs=5,
                                                                target_seconds=1.0))
     floored = measure_latency({"a": run, "b": run}, BenchConfig(warmup_runs=1, min_runs=2, max_runs=5,
-                                                                target_seconds=1.0, min_seconds=0.05))
+                                                                target_seconds=1.0, min_seconds=50 * step))
     assert capped["a"].runs == 5
-    assert 5 < floored["a"].runs <= 50
+    assert floored["a"].runs == floored["b"].runs == 50  # the floor's 50 steps, past the cap of 5
