@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hwopt import progress
-from hwopt.comparison.feeds import FeedSet, batch_feed_sets, common_inputs
 from hwopt.comparison.iobinding import make_runner
 from hwopt.comparison.options import BenchOptions
 from hwopt.comparison.variants import Variant, disambiguate, open_session, open_variant
 from hwopt.errors import ModelLoadError, UsageError, one_line
 from hwopt.feeds.inputs import save_npz
+from hwopt.feeds.shared import FeedSet, batch_feed_sets, common_inputs
 from hwopt.guard import phase
 from hwopt.hostinfo import host_info
 from hwopt.memory.probe import MeasurementFailed, measure_session_memory

@@ -7,5 +7,7 @@
 - ``images``: photos and other images turned into an input as ``[calibration.image]`` says;
 - ``samples``: sets of samples (a folder or stacked file, or generated) for INT8 calibration and
   the held-out accuracy check;
-- ``sources``: which of these a run uses for its checks and its calibration, by the options.
+- ``sources``: which of these a run uses for its checks and its calibration, by the options;
+- ``shared``: the inputs several models share and the feed sets, one per batch size, that
+  every variant of a ``hwopt bench`` comparison runs on.
 """

@@ -1,16 +1,17 @@
-"""The inputs every variant shares and the feeds they all run on, one set per batch size."""
+"""The inputs several models share, and the feeds they all run on, one set per batch size
+(``hwopt bench``: every variant of a comparison runs on the very same feeds)."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import onnx
 from onnx import helper
 
-from hwopt.comparison.options import BenchOptions
-from hwopt.comparison.variants import Variant
 from hwopt.errors import InputSpecError
 from hwopt.feeds.inputs import (
     Dim,
@@ -21,6 +22,25 @@ from hwopt.feeds.inputs import (
     specs_from_feeds,
 )
 from hwopt.feeds.kinds import NOISE, FeedKind
+
+
+class Signature(Protocol):
+    """A model as far as its feeds go: a label for messages, and its graph inputs."""
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def inputs(self) -> Sequence[onnx.ValueInfoProto]: ...
+
+
+class FeedOptions(Protocol):
+    """What decides the feeds: the user's file, shapes, batch sizes, the seed."""
+
+    inputs_file: Path | None
+    input_shapes: Mapping[str, Sequence[int]]
+    batches: Sequence[int]
+    seed: int
 
 
 @dataclasses.dataclass
@@ -43,7 +63,7 @@ def _fixed(dim: Dim) -> bool:
     return isinstance(dim, int) and dim > 0
 
 
-def common_inputs(variants: Sequence[Variant], overrides: Mapping[str, Sequence[int]]) -> list[SharedInput]:
+def common_inputs(variants: Sequence[Signature], overrides: Mapping[str, Sequence[int]]) -> list[SharedInput]:
     """The inputs all variants share, or an InputSpecError naming the first difference."""
     per_variant = []
     for v in variants:
@@ -126,7 +146,7 @@ class FeedSet:
     feeds: dict[str, np.ndarray]
 
 
-def batch_feed_sets(inputs: Sequence[SharedInput], options: BenchOptions,
+def batch_feed_sets(inputs: Sequence[SharedInput], options: FeedOptions,
                     warnings: list[str]) -> tuple[list[FeedSet], str]:
     """The feeds for every batch size to run, and where they came from."""
     if options.inputs_file is not None:
@@ -153,7 +173,7 @@ def batch_feed_sets(inputs: Sequence[SharedInput], options: BenchOptions,
     return sets, source
 
 
-def _user_feed_set(inputs: Sequence[SharedInput], options: BenchOptions, warnings: list[str]) -> FeedSet:
+def _user_feed_set(inputs: Sequence[SharedInput], options: FeedOptions, warnings: list[str]) -> FeedSet:
     """The user's feeds (--inputs), used exactly as given: the batch size is the file's."""
     batched = [i for i in inputs if i.batched]
     requested = list(dict.fromkeys(int(b) for b in options.batches))
@@ -169,7 +189,7 @@ def _user_feed_set(inputs: Sequence[SharedInput], options: BenchOptions, warning
     return FeedSet(batch, "--inputs file", specs, feeds)
 
 
-def _batch_plan(inputs: Sequence[SharedInput], options: BenchOptions, warnings: list[str]) -> tuple[list[int], str]:
+def _batch_plan(inputs: Sequence[SharedInput], options: FeedOptions, warnings: list[str]) -> tuple[list[int], str]:
     """The batch sizes generated feeds are made for, and where they come from."""
     batched = [i for i in inputs if i.batched]
     requested = list(dict.fromkeys(int(b) for b in options.batches))
