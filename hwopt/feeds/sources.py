@@ -8,19 +8,42 @@ samples generated from the seed (plus 1000, so they differ from the check feeds)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import onnx
 
+from hwopt.feeds.images import ImageSpec
 from hwopt.feeds.inputs import InputSpec, generate_feeds, load_feeds, resolve_input_specs, specs_from_feeds
 from hwopt.feeds.samples import SampleSet, generated_samples, load_samples
-from hwopt.options import OptimizeOptions, PrecisionOptions
 
 DEFAULT_GENERATED_SAMPLES = 16
 
 
-def check_inputs(graph: onnx.GraphProto, options: OptimizeOptions) -> tuple[list[InputSpec], dict[str, np.ndarray], str]:
+class SampleOptions(Protocol):
+    """What decides the calibration and held-out samples (hwopt.options.PrecisionOptions)."""
+
+    mode: str
+    calib_path: Path | None
+    calib_samples: int | None
+    held_out: int
+    image_spec: ImageSpec | None
+
+
+class RunInputOptions(Protocol):
+    """What decides a run's check feeds (hwopt.options.OptimizeOptions)."""
+
+    input_shapes: Mapping[str, Sequence[int]]
+    inputs_file: Path | None
+    seed: int
+
+    @property
+    def precision(self) -> SampleOptions: ...
+
+
+def check_inputs(graph: onnx.GraphProto, options: RunInputOptions) -> tuple[list[InputSpec], dict[str, np.ndarray], str]:
     """(input specs, the batch-1 check feeds, where the feeds came from)."""
     specs = resolve_input_specs(graph, options.input_shapes)
     if options.inputs_file is not None:
@@ -35,7 +58,7 @@ def check_inputs(graph: onnx.GraphProto, options: OptimizeOptions) -> tuple[list
     return specs, generate_feeds(specs, options.seed), f"generated (seed {options.seed})"
 
 
-def calibration_sets(options: PrecisionOptions, specs: Sequence[InputSpec], seed: int) -> tuple[SampleSet, SampleSet]:
+def calibration_sets(options: SampleOptions, specs: Sequence[InputSpec], seed: int) -> tuple[SampleSet, SampleSet]:
     """(calibration samples, held-out samples), never overlapping."""
     if options.calib_path is not None:
         limit = options.calib_samples + options.held_out if options.calib_samples else None
