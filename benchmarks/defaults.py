@@ -512,28 +512,35 @@ def write(rows: list[dict]) -> None:
     for row in rows:
         reason = (row.get("precision") or {}).get("reason") or (row.get("error") or "—").splitlines()[0]
         lines.append(f"- {row['model']}: {reason}")
-    variant_rows = [(row, v) for row in rows for v in row.get("int8_variants") or []]
-    if variant_rows:
-        lines += ["", "## INT8 variants within hwopt's budget, shipped or not", "",
-                  "Every INT8 variant that met hwopt's accuracy budget on its own generated feeds (what it could "
-                  "ship on a host where it measures faster), on the same held-out inputs. Latency is hwopt's own "
-                  "measurement against FP32 during the build.", "",
-                  "| model | INT8 variant | hwopt's status | latency vs FP32 | hwopt's own cosine (generated) | "
-                  "min cosine | mean cosine | top-1 agreement | check |",
-                  "|---|---|---|---:|---:|---:|---:|---:|---|"]
-        for row, v in variant_rows:
-            held = v.get("held_out")
-            ratio = f"{v['latency_ratio']:.2f}x" if v.get("latency_ratio") is not None else "—"
-            own = f"{v['hwopt_own_cosine']:.5f}" if v.get("hwopt_own_cosine") is not None else "—"
-            if held:
-                top1 = f"{held['top1']:.1%}" if held["top1"] is not None else "—"
-                cells = f"{held['min_cosine']:.5f} | {held['mean_cosine']:.5f} | {top1}"
-            else:
-                cells = "— | — | —"
-            check = "PASS" if v["pass"] else f"FAIL: {v['fail_reason']}"
-            lines.append(f"| {row['model']} | {v['label']} | {v['status']} | {ratio} | {own} | {cells} | {check} |")
+    lines += _variant_lines(rows)
     (RESULTS / "defaults.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {RESULTS / 'defaults.md'}")
+
+
+def _variant_lines(rows: list[dict]) -> list[str]:
+    """The table of INT8 variants within budget, shipped or not, on the held-out inputs."""
+    variant_rows = [(row, v) for row in rows for v in row.get("int8_variants") or []]
+    if not variant_rows:
+        return []
+    lines = ["", "## INT8 variants within hwopt's budget, shipped or not", "",
+             "Every INT8 variant that met hwopt's accuracy budget on its own generated feeds (what it could "
+             "ship on a host where it measures faster), on the same held-out inputs. Latency is hwopt's own "
+             "measurement against FP32 during the build.", "",
+             "| model | INT8 variant | hwopt's status | latency vs FP32 | hwopt's own cosine (generated) | "
+             "min cosine | mean cosine | top-1 agreement | check |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    for row, v in variant_rows:
+        held = v.get("held_out")
+        ratio = f"{v['latency_ratio']:.2f}x" if v.get("latency_ratio") is not None else "—"
+        own = f"{v['hwopt_own_cosine']:.5f}" if v.get("hwopt_own_cosine") is not None else "—"
+        if held:
+            top1 = f"{held['top1']:.1%}" if held["top1"] is not None else "—"
+            cells = f"{held['min_cosine']:.5f} | {held['mean_cosine']:.5f} | {top1}"
+        else:
+            cells = "— | — | —"
+        check = "PASS" if v["pass"] else f"FAIL: {v['fail_reason']}"
+        lines.append(f"| {row['model']} | {v['label']} | {v['status']} | {ratio} | {own} | {cells} | {check} |")
+    return lines
 
 
 def main() -> None:
