@@ -177,7 +177,7 @@ def test_finalize_returns_what_it_decides_and_leaves_the_target_alone(tmp_path: 
     specs = resolve_input_specs(model.graph, {})
     feeds = [{"input": np.random.default_rng(0).standard_normal((1, 3, 96, 96)).astype(np.float32)}]
     ctx = BuildContext(build_dir=tmp_path, specs=specs, feeds=feeds, references=[run_model(model, feeds[0])],
-                       precision=precision, options=target.options)
+                       precision=precision)
     build = target.finalize(model, ctx)
     assert build.providers is not None
     assert expect.items() <= build.providers[0][1].items()

@@ -85,7 +85,7 @@ def _finalize(run: RunContext, target: Target, build_dir: Path, model: onnx.Mode
     (build_dir / MANIFEST).unlink(missing_ok=True)  # the manifest marks a complete build
     final = target.finalize(model, BuildContext(
         build_dir=build_dir, specs=run.specs, feeds=run.feeds, references=run.references,
-        precision=precision, calibration=calibration, options=target.options,
+        precision=precision, calibration=calibration,
     ))
     if final.model is chosen.model:
         outputs = chosen.outputs

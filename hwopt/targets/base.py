@@ -44,7 +44,6 @@ class BuildContext:
     references: Sequence[Mapping[str, np.ndarray]]  # the original model's outputs on them
     precision: str  # the precision asked for: "auto", "fp32", "fp16" or "int8"
     calibration: Any = None  # a SampleSet when INT8 calibration data was gathered
-    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the target's options
 
 
 @dataclasses.dataclass(frozen=True)
