@@ -186,7 +186,8 @@ def test_balanced_confirms_its_pick_against_the_fastest(monkeypatch, two_way, ex
 
     monkeypatch.setattr(settings, "time_settings", fake_time)
     results = [result("defaults", 150, 10.0), result("lean", 90, 10.2)]
-    choice = settings.confirm(results, "balanced", Path("m.onnx"), {}, (), {}, 0.1)
+    how = settings.Measuring(Path("m.onnx"), {}, (), {}, Path("feeds.npz"), seconds=0.1)
+    choice = settings.confirm(results, "balanced", how)
     assert choice.chosen.setting.label == expected
     lean = results[1]
     if expected == "lean":

@@ -31,12 +31,13 @@ outputs, and what a session of an empty graph costs (measured).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import math
 import statistics
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -339,33 +340,58 @@ class Floor:
         return {**dataclasses.asdict(self), "total_bytes": self.total}
 
 
+@dataclasses.dataclass(frozen=True)
+class Measuring:
+    """How settings are measured: the model (a setting may name another file of it), the
+    session options every setting goes over, the providers, the feeds (and their file, for the
+    fresh processes), seconds per race and up to how many races."""
+
+    model: Path
+    base: Mapping[str, Any]
+    providers: Providers
+    feeds: Mapping[str, np.ndarray]
+    feeds_path: Path
+    seconds: float = 0.0
+    base_dir: Path | None = None
+    races: int = RACES
+
+
+@contextlib.contextmanager
+def measuring(model: Path, base: Mapping[str, Any], providers: Providers, feeds: Mapping[str, np.ndarray],
+              seconds: float = 0.0, base_dir: Path | None = None, races: int = RACES) -> Iterator[Measuring]:
+    """A Measuring whose feeds file lives as long as the block."""
+    with tempfile.TemporaryDirectory(prefix="hwopt-memory-") as tmp:
+        feeds_path = save_npz(Path(tmp) / "feeds.npz", feeds)
+        yield Measuring(model, base, providers, feeds, feeds_path, seconds, base_dir, races)
+
+
 def choose_settings(model: Path, base: Mapping[str, Any], providers: Providers, feeds: Mapping[str, np.ndarray],
                     settings: Sequence[MemorySetting], goal: str, seconds: float, check_order: bool,
                     planned_arena_bytes: int, base_dir: Path | None = None, races: int = RACES) -> MemoryChoice:
     """Measure every setting (peak in fresh processes, p50 interleaved here, up to ``races``
     races), pick by ``goal``, then, with ``check_order``, whether the reorder pass's order earns
     its place."""
-    settings = [s.for_plan(planned_arena_bytes) for s in settings]
-    with tempfile.TemporaryDirectory(prefix="hwopt-memory-") as tmp:
-        feeds_path = Path(tmp) / "feeds.npz"
-        save_npz(feeds_path, feeds)
-        results = [SettingResult(setting) for setting in settings]
-        measure_peaks(results, model, base, providers, feeds_path, base_dir)
-        time_settings(results, model, base, providers, feeds, seconds, base_dir,
-                      relevant=lambda racing: goal_relevant(racing, goal, races), races=races)
-        choice = confirm(results, goal, model, base, providers, feeds, seconds, base_dir, races=races)
+    results = [SettingResult(s.for_plan(planned_arena_bytes)) for s in settings]
+    with measuring(model, base, providers, feeds, seconds, base_dir, races) as how:
+        measure_peaks(results, how)
+        time_settings(results, how, relevant=lambda racing: goal_relevant(racing, goal, races))
+        choice = confirm(results, goal, how)
         if check_order:
-            chosen = choice.chosen.setting
-            other = SettingResult(dataclasses.replace(
-                chosen, label=f"{chosen.label}+ort-order", description=f"{chosen.label} in onnxruntime's own node order",
-                overrides={**chosen.overrides, "execution_order": "default"}))
-            mine = SettingResult(chosen, memory=choice.chosen.memory)
-            measure_peaks([other], model, base, providers, feeds_path, base_dir)
-            if not _peaks_lower(mine, other, PEAK_TIE):  # a lower peak keeps the order, however fast
-                time_settings([mine, other], model, base, providers, feeds, seconds, base_dir,
-                              relevant=_pair(mine, other, ORDER_SLACK, races), races=races)
-            choice.order = order_check(mine, other)
+            choice.order = _order_check(choice.chosen, how)
     return choice
+
+
+def _order_check(chosen: SettingResult, how: Measuring) -> OrderCheck:
+    """The chosen setting in the reorder pass's node order against onnxruntime's own."""
+    setting = chosen.setting
+    other = SettingResult(dataclasses.replace(
+        setting, label=f"{setting.label}+ort-order", description=f"{setting.label} in onnxruntime's own node order",
+        overrides={**setting.overrides, "execution_order": "default"}))
+    mine = SettingResult(setting, memory=chosen.memory)
+    measure_peaks([other], how)
+    if not _peaks_lower(mine, other, PEAK_TIE):  # a lower peak keeps the order, however fast
+        time_settings([mine, other], how, relevant=_pair(mine, other, ORDER_SLACK, how.races))
+    return order_check(mine, other)
 
 
 def weights_check(setting: MemorySetting, model: Path, external: Path, base: Mapping[str, Any],
@@ -377,10 +403,8 @@ def weights_check(setting: MemorySetting, model: Path, external: Path, base: Map
     a build that ships the file has every later race and the report's benchmark run on it."""
     inline = SettingResult(setting)
     apart = SettingResult(dataclasses.replace(setting, label=f"{setting.label}+weights-file"), model=external)
-    with tempfile.TemporaryDirectory(prefix="hwopt-memory-") as tmp:
-        feeds_path = Path(tmp) / "feeds.npz"
-        save_npz(feeds_path, feeds)
-        measure_peaks([inline, apart], model, base, providers, feeds_path, base_dir)
+    with measuring(model, base, providers, feeds, base_dir=base_dir) as how:
+        measure_peaks([inline, apart], how)
     if inline.memory is None or apart.memory is None:
         return WeightsCheck(False, inline, apart, "the weights file could not be measured")
     figures = f"peak {_mib(apart.peak_bytes)} against {_mib(inline.peak_bytes)} inline with {setting.label}"
@@ -414,18 +438,17 @@ def order_check(mine: SettingResult, other: SettingResult) -> OrderCheck:
     return OrderCheck(False, mine, other, f"not deployed: {figures}, and no lower peak to pay for it")
 
 
-def measure_peaks(results: Sequence[SettingResult], model: Path, base: Mapping[str, Any], providers: Providers,
-                  feeds_path: Path, base_dir: Path | None = None) -> None:
+def measure_peaks(results: Sequence[SettingResult], how: Measuring) -> None:
     """Each candidate's peak, in a fresh process of its own; one process per core at a time
     (a process's peak RSS is its own, whatever runs beside it)."""
-    listed = [{"name": n, "options": dict(o)} for n, o in providers]
+    listed = [{"name": n, "options": dict(o)} for n, o in how.providers]
     progress.step(f"peak memory of {len(results)} setting(s), each in a fresh process")
 
     def probe(result: SettingResult) -> None:
         setting = result.setting
         try:
-            result.memory = measure_session_memory(result.model or model, listed, setting.session_options(base),
-                                                   feeds_path, runs=PROBE_RUNS, base_dir=base_dir)
+            result.memory = measure_session_memory(result.model or how.model, listed, setting.session_options(how.base),
+                                                   how.feeds_path, runs=PROBE_RUNS, base_dir=how.base_dir)
         except MeasurementFailed as exc:
             result.status, result.reason = "failed", str(exc)
 
@@ -433,17 +456,15 @@ def measure_peaks(results: Sequence[SettingResult], model: Path, base: Mapping[s
         list(pool.map(probe, results))
 
 
-def time_settings(results: Sequence[SettingResult], model: Path, base: Mapping[str, Any], providers: Providers,
-                  feeds: Mapping[str, np.ndarray], seconds: float, base_dir: Path | None = None,
-                  relevant: Relevant | None = None, races: int = RACES) -> None:
-    """Every measured candidate's p50 in up to ``races`` races, interleaved in this process with
+def time_settings(results: Sequence[SettingResult], how: Measuring, relevant: Relevant | None = None) -> None:
+    """Every measured candidate's p50 in up to ``how.races`` races, interleaved in this process with
     fresh sessions each race; after the first, the clearly slower ones stop, and all stop once
     ``relevant`` (given the ones still racing) leaves fewer than two whose further races can
     change the decision; the others stop too."""
     running = [r for r in results if r.status != "failed"]
-    for race in range(races):
-        progress.step(f"latency of {len(running)} setting(s), race", race + 1, races)
-        stats = _race(running, model, base, providers, feeds, seconds, base_dir)
+    for race in range(how.races):
+        progress.step(f"latency of {len(running)} setting(s), race", race + 1, how.races)
+        stats = _race(running, how)
         if not stats:
             return
         fastest = min(st.p50_ms for st in stats.values())
@@ -456,42 +477,39 @@ def time_settings(results: Sequence[SettingResult], model: Path, base: Mapping[s
                 if result.ratios and result.ratios[0] > CLEARLY_SLOWER:
                     result.reason = f"{result.ratios[0]:.2f}x the fastest in the first race: no more races"
             running = [r for r in running if r.ratios and r.ratios[0] <= CLEARLY_SLOWER]
-        if relevant is not None and race + 1 < races:
+        if relevant is not None and race + 1 < how.races:
             running = relevant(running)
         if len(running) < 2:
             return
 
 
-def _race(results: Sequence[SettingResult], model: Path, base: Mapping[str, Any], providers: Providers,
-          feeds: Mapping[str, np.ndarray], seconds: float, base_dir: Path | None) -> dict[str, Any]:
+def _race(results: Sequence[SettingResult], how: Measuring) -> dict[str, Any]:
     sessions = {}
     for result in results:
         setting = result.setting
         try:
-            sessions[setting.label] = create_session(result.model or model,
-                                                     bench_session_options(setting.session_options(base)),
-                                                     providers, base_dir=base_dir)
+            sessions[setting.label] = create_session(result.model or how.model,
+                                                     bench_session_options(setting.session_options(how.base)),
+                                                     how.providers, base_dir=how.base_dir)
         except ORT_ERRORS as exc:
             result.status, result.reason = "failed", f"onnxruntime: {one_line(exc)}"
-    return race_sessions(sessions, feeds, seconds, max_runs=RACE_RUNS)
+    return race_sessions(sessions, how.feeds, how.seconds, max_runs=RACE_RUNS)
 
 
-def confirm(results: Sequence[SettingResult], goal: str, model: Path, base: Mapping[str, Any], providers: Providers,
-            feeds: Mapping[str, np.ndarray], seconds: float, base_dir: Path | None = None,
-            races: int = RACES) -> MemoryChoice:
+def confirm(results: Sequence[SettingResult], goal: str, how: Measuring) -> MemoryChoice:
     """``choose``, and for ``balanced`` a check of the pick against the fastest in up to
-    ``races`` two-way races (fewer where the first ones settle it): a pick that is slower than BALANCED_SLACK there takes that figure and
-    drops out, and the next is checked (CONFIRMATIONS at most, then the fastest ships). With
-    nine settings in one race, arena shrinkage on shufflenet_tiny measured within 3% of the
-    fastest and then 8.6% behind it in seven two-way rounds."""
+    ``how.races`` two-way races (fewer where the first ones settle it): a pick that is slower
+    than BALANCED_SLACK there takes that figure and drops out, and the next is checked
+    (CONFIRMATIONS at most, then the fastest ships). With nine settings in one race, arena
+    shrinkage on shufflenet_tiny measured within 3% of the fastest and then 8.6% behind it in
+    seven two-way rounds."""
     for _ in range(CONFIRMATIONS):
         choice = choose(results, goal)
         fastest = min((r for r in results if r.measured), key=lambda r: r.vs_fastest)  # type: ignore[arg-type, return-value]
         if goal != "balanced" or choice.chosen is fastest:
             return choice
         pick, best = (SettingResult(r.setting, model=r.model) for r in (choice.chosen, fastest))
-        time_settings([pick, best], model, base, providers, feeds, seconds, base_dir,
-                      relevant=_pair(pick, best, BALANCED_SLACK, races), races=races)
+        time_settings([pick, best], how, relevant=_pair(pick, best, BALANCED_SLACK, how.races))
         if not (pick.p50s_ms and best.p50s_ms):
             return choice
         ratio, count = paired_ratio(pick, best), len(pick.p50s_ms)
