@@ -185,11 +185,10 @@ def _console(quiet: bool = False) -> Console:
     return console
 
 
-def _shapes(items: list[str] | None) -> dict[str, tuple[int, ...]] | None:
-    """-s NAME=DxD... (None: none given)."""
+def _shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
     from hwopt.feeds.inputs import parse_shape_options
 
-    return parse_shape_options(items) if items else None
+    return parse_shape_options(items or [])
 
 
 def _split_csv(value: str | None) -> list[str] | None:
@@ -534,6 +533,7 @@ def bench(
     """
     from hwopt.comparison import BenchOptions, benchmark
     from hwopt.errors import UsageError
+    from hwopt.report.live import terminal_progress
     from hwopt.report.render import render_console
 
     try:
@@ -542,10 +542,8 @@ def bench(
         raise UsageError(f"--batch '{batch}': expected positive integers, e.g. 1,8,32") from None
     if any(b < 1 for b in batches):
         raise UsageError(f"--batch '{batch}': batch sizes must be at least 1")
-    options = BenchOptions(batches=batches, input_shapes=_shapes(input_shape) or {}, inputs_file=inputs,
+    options = BenchOptions(batches=batches, input_shapes=_shapes(input_shape), inputs_file=inputs,
                            seconds=seconds, threads=threads, memory=memory)
-    from hwopt.report.live import terminal_progress
-
     with stdout_reserved_for_json(json_out) as emit:
         with terminal_progress(quiet or json_out) as view:
             report = benchmark(models, options, listener=view)
@@ -574,7 +572,7 @@ def inspect(
     from hwopt.report.render import render_console
 
     with stdout_reserved_for_json(json_out) as emit:
-        report = inspect_model(model, _shapes(input_shape) or {})
+        report = inspect_model(model, _shapes(input_shape))
         if json_out:
             emit(report.to_dict())
     if not json_out:

@@ -81,11 +81,6 @@ def leaves(cls: type, path: tuple[str, ...] = ()) -> list[_Leaf]:
     return out
 
 
-def config_keys(cls: type) -> list[str]:
-    """The dotted keys a config file may set on ``cls``."""
-    return [leaf.key for leaf in leaves(cls) if leaf.meta["config"]]
-
-
 def apply(options: T, table: Mapping[str, Any], *, where: str = "config", base: Path | None = None,
           from_config: bool = True, labels: Mapping[str, str] | None = None) -> T:
     """``options`` with what ``table`` sets (nested tables or dotted keys), checked.

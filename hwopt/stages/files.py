@@ -19,14 +19,8 @@ from hwopt.report.optimize import BuildReport, OptimizeReport
 from hwopt.report.render import render_markdown
 
 BUILD_SCHEMA = "hwopt.build/1"
-
-
 MODEL_FILE = "model.onnx"
-
-
 MEMORY_PLAN = "memory_plan.json"
-
-
 # Where a build keeps the INT8 variants within budget when asked (PrecisionOptions.keep_variants).
 INT8_VARIANTS = "int8-variants"
 

@@ -23,18 +23,14 @@ from hwopt.targets import Target
 
 # Weights from which a build measures keeping them in a file beside model.onnx.
 WEIGHTS_FILE_MIN = 1 << 20
-
-
 # --fast: the memory settings it measures (onnxruntime's defaults first; the ones that won most
 # often in benchmarks/results/memory_settings.md), one race each.
 FAST_MEMORY_SETTINGS = ("pattern+arena", "no-pattern", "exact-arena", "exact-arena-no-prepack")
-
-
 FAST_RACES = 1
 
 
 def memory_stage(run: RunContext, target: Target, build_dir: Path, model: onnx.ModelProto, model_files: list[str],
-                     providers, session_options, records, analysis: MemoryAnalysis, availability):
+                 providers, session_options, records, analysis: MemoryAnalysis, availability):
     """Where the weights live and which memory settings deploy, both measured (or why not);
     returns the choice, the note, and the build's model files."""
     skipped = _memory_search_skipped(run, target, providers, availability)

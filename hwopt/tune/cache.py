@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +77,3 @@ def file_digest(path: Path | None) -> str | None:
         st = path.stat()
         return hashlib.sha256(f"{path.name}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
     return None
-
-
-def clear_cache(out_dir: Path) -> None:
-    shutil.rmtree(Path(out_dir) / CACHE_DIR, ignore_errors=True)
