@@ -112,6 +112,7 @@ __all__ = [
     "TransposeTranspose",
     "composed_permutation",
     "fill_pads_with_axes",
+    "openvino_device_ids",
     "reshape_shape_name",
     "rule_output_ops",
     "set_conv_pad_pads",
